@@ -1,0 +1,88 @@
+"""Switchboard's Chalice app: routes and event sources, one line each.
+
+Everything is built lazily on first use (chalicelib/bootstrap.py), so importing this module
+costs a cold start nothing but Chalice itself. The handler bodies live in chalicelib/handlers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chalice import Chalice
+from chalice.app import DynamoDBEvent, Response, WebsocketEvent
+
+from chalicelib.handlers import durable_streams, fanout, rest, websocket
+
+app = Chalice(app_name="switchboard")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+STREAM_CONTENT_TYPES = ["*/*"]
+
+
+@app.route("/v1/health", methods=["GET"])
+def health() -> Response:
+    return rest.health()
+
+
+@app.route("/v1/channels/{channel}", methods=["GET"])
+def get_channel(channel: str) -> Response:
+    return rest.get_channel(channel)
+
+
+@app.route("/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES)
+def put_channel(channel: str) -> Response:
+    return rest.put_channel(app.current_request, channel)
+
+
+@app.route("/v1/channels/{channel}", methods=["DELETE"])
+def delete_channel(channel: str) -> Response:
+    return rest.delete_channel(channel)
+
+
+@app.route("/v1/channels/{channel}/messages", methods=["GET"])
+def get_messages(channel: str) -> Response:
+    return rest.get_messages(app.current_request, channel)
+
+
+@app.route("/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+def post_messages(channel: str) -> Response:
+    return rest.post_messages(app.current_request, channel)
+
+
+@app.route(
+    "/v1/stream/{channel}",
+    methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
+    content_types=STREAM_CONTENT_TYPES,
+)
+def stream(channel: str) -> Response:
+    return durable_streams.dispatch(app.current_request, channel)
+
+
+@app.on_ws_connect()
+def connect(event: WebsocketEvent) -> dict[str, Any]:
+    return websocket.connect(event)
+
+
+@app.on_ws_message()
+def message(event: WebsocketEvent) -> dict[str, Any]:
+    return websocket.message(event)
+
+
+@app.on_ws_disconnect()
+def disconnect(event: WebsocketEvent) -> dict[str, Any]:
+    return websocket.disconnect(event)
+
+
+# Chalice reads the stream ARN when it packages the app: infra/ (or .chalice/config.json)
+# provides it; the placeholder keeps imports working where no stream exists (tests, dev).
+@app.on_dynamodb_record(
+    stream_arn=os.environ.get(
+        "SWITCHBOARD_MESSAGES_STREAM_ARN",
+        "arn:aws:dynamodb:us-east-1:000000000000:table/switchboard-messages/stream/local",
+    ),
+    batch_size=100,
+    starting_position="LATEST",
+)
+def fanout_records(event: DynamoDBEvent) -> dict[str, Any]:
+    return fanout.handle(event.to_dict(), event.context)

@@ -1,0 +1,151 @@
+"""WebSocket frames: parsing what clients send, building what the server answers.
+
+Parsing never raises anything but :class:`SwitchboardError` subclasses, so every bad frame
+becomes an error frame and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidFrameError, SwitchboardError, TooLargeError
+from .messages import PublishResult, StoredMessage, validate_id
+from .names import validate_channel
+from .offsets import StartRequest, parse_start
+
+ACTIONS = ("subscribe", "unsubscribe", "publish", "ping")
+MAX_REF_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    ref: str | None
+    channel: str
+    start: StartRequest
+    from_raw: str
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    ref: str | None
+    channel: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    ref: str | None
+    channel: str
+    data: Any
+    id: str | None
+
+
+@dataclass(frozen=True)
+class Ping:
+    ref: str | None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Ping
+
+
+def ref_of(body: str | bytes | None) -> str | None:
+    """Best-effort ``ref`` of a frame that failed to parse, so the error can still echo it."""
+    try:
+        obj = json.loads(body or "")
+    except ValueError:
+        return None
+    ref = obj.get("ref") if isinstance(obj, dict) else None
+    return ref if isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH else None
+
+
+def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
+    raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+    if len(raw) > max_bytes:
+        raise TooLargeError(
+            f"The frame is {len(raw)} bytes; frames are limited to {max_bytes}.",
+            {"size": len(raw), "max_bytes": max_bytes},
+        )
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        raise InvalidFrameError(
+            'Frames must be one JSON object, for example {"action":"ping"}.'
+        ) from None
+    if not isinstance(obj, dict):
+        raise InvalidFrameError('Frames must be a JSON object, for example {"action":"ping"}.')
+    ref = obj.get("ref")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH):
+        raise InvalidFrameError(
+            f"'ref' must be a string of at most {MAX_REF_LENGTH} characters.", {"field": "ref"}
+        )
+    action = obj.get("action")
+    if action not in ACTIONS:
+        raise InvalidFrameError(
+            f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.",
+            {"field": "action", "allowed": list(ACTIONS)},
+        )
+    if action == "ping":
+        return Ping(ref)
+    channel = validate_channel(obj.get("channel"))
+    if action == "subscribe":
+        from_raw = obj.get("from", "now")
+        return Subscribe(ref, channel, parse_start(from_raw), str(from_raw))
+    if action == "unsubscribe":
+        return Unsubscribe(ref, channel)
+    if "data" not in obj:
+        raise InvalidFrameError(
+            "A publish frame needs 'data' (any JSON value).", {"field": "data"}
+        )
+    return Publish(ref, channel, obj["data"], validate_id(obj.get("id")))
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def _with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def message_frame(message: StoredMessage) -> str:
+    return dumps({"type": "message", **message.to_dict()})
+
+
+def subscribed_frame(
+    ref: str | None, channel: str, epoch: str, from_offset: str, head: str
+) -> str:
+    return dumps(
+        _with_ref(
+            {"type": "subscribed", "channel": channel, "epoch": epoch, "from": from_offset,
+             "head": head},
+            ref,
+        )
+    )
+
+
+def unsubscribed_frame(ref: str | None, channel: str) -> str:
+    return dumps(_with_ref({"type": "unsubscribed", "channel": channel}, ref))
+
+
+def ack_frame(ref: str | None, result: PublishResult) -> str:
+    return dumps(
+        _with_ref(
+            {"type": "ack", "channel": result.channel, "seq": result.seq,
+             "offset": result.offset, "duplicate": result.duplicate},
+            ref,
+        )
+    )
+
+
+def pong_frame(ref: str | None) -> str:
+    return dumps(_with_ref({"type": "pong"}, ref))
+
+
+def error_frame(error: SwitchboardError, ref: str | None, channel: str | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", **error.to_dict()}
+    if channel is not None:
+        frame["channel"] = channel
+    return dumps(_with_ref(frame, ref))

@@ -1,0 +1,67 @@
+"""Helpers shared by the HTTP handlers: JSON responses and the contract's error shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec
+
+from chalice.app import Response
+
+from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
+from ..observability import flush_metrics, logger
+
+P = ParamSpec("P")
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status,
+        headers={"Content-Type": "application/json", **NO_STORE, **(headers or {})},
+    )
+
+
+def error_response(error: SwitchboardError, headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": error.to_dict()}, error.status, headers)
+
+
+def handles_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
+    """Turn SwitchboardErrors into contract errors and anything else into a plain 500."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return fn(*args, **kwargs)
+        except SwitchboardError as error:
+            logger.info("request rejected", extra={"code": error.code})
+            return error_response(error)
+        except Exception:
+            logger.exception("request failed")
+            return error_response(InternalError("The server failed; retry the request."))
+        finally:
+            flush_metrics()
+
+    return wrapper
+
+
+def parse_json(raw: bytes | None, what: str = "The request body") -> Any:
+    if not raw:
+        raise InvalidRequestError(f"{what} is empty; send JSON.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError(f"{what} is not valid JSON.") from None
+
+
+def int_param(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidRequestError(
+            f"'{name}' must be an integer from {low} to {high}.", {"field": name}
+        )
+    return int(value)

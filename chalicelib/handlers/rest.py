@@ -1,0 +1,101 @@
+"""The /v1 JSON API: health, channel metadata, history and publish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Request, Response
+
+from ..bootstrap import services
+from ..core.errors import ConflictError, InvalidRequestError
+from ..core.messages import NewMessage, PublishResult, validate_id
+from ..core.offsets import parse_start
+from ..observability import service_metrics
+from .http import handles_errors, int_param, json_response, parse_json
+
+VERSION = "0.1.0"
+
+
+@handles_errors
+def health() -> Response:
+    return json_response({"status": "ok", "service": "switchboard", "version": VERSION})
+
+
+@handles_errors
+def get_channel(channel: str) -> Response:
+    return json_response(services(service_metrics).channels.info(channel))
+
+
+@handles_errors
+def put_channel(request: Request, channel: str) -> Response:
+    """Create a channel with settings (``{"retention": seconds}``); idempotent."""
+    body = parse_json(request.raw_body) if request.raw_body else {}
+    if not isinstance(body, dict) or set(body) - {"retention"}:
+        raise InvalidRequestError(
+            'The body must be an object with optional "retention" (seconds).'
+        )
+    retention = body.get("retention")
+    if retention is not None and (
+        not isinstance(retention, int) or isinstance(retention, bool) or retention < 1
+    ):
+        raise InvalidRequestError("'retention' must be a positive number of seconds.")
+    channels = services(service_metrics).channels
+    meta, created = channels.create(channel, retention_s=retention)
+    if not created and retention is not None and meta.retention_s != retention:
+        raise ConflictError(
+            f"Channel {channel!r} exists with retention {meta.retention_s} s.",
+            {"retention": meta.retention_s},
+        )
+    return json_response(meta.to_dict(), 201 if created else 200)
+
+
+@handles_errors
+def delete_channel(channel: str) -> Response:
+    services(service_metrics).channels.delete(channel)
+    return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
+
+
+@handles_errors
+def get_messages(request: Request, channel: str) -> Response:
+    params = request.query_params or {}
+    svc = services(service_metrics)
+    limit = int_param(params.get("limit"), "limit", 100, 1, svc.settings.history_max_limit)
+    result = svc.channels.read(channel, parse_start(params.get("from"), default="-1"), limit)
+    return json_response(
+        {
+            "messages": [m.to_dict() for m in result.messages],
+            "next": result.next_offset,
+            "up_to_date": result.up_to_date,
+        }
+    )
+
+
+@handles_errors
+def post_messages(request: Request, channel: str) -> Response:
+    body = parse_json(request.raw_body)
+    svc = services(service_metrics)
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise InvalidRequestError("The list of messages is empty; send at least one.")
+    messages = [_new_message(svc.channels.encode, item) for item in items]
+    results = svc.channels.publish(channel, messages)
+    acks = [_ack(r) for r in results]
+    status = 200 if all(r.duplicate for r in results) else 201
+    return json_response(acks if isinstance(body, list) else acks[0], status)
+
+
+def _new_message(encode: Any, item: Any) -> NewMessage:
+    if not isinstance(item, dict) or "data" not in item or set(item) - {"data", "id"}:
+        raise InvalidRequestError(
+            'Each message is an object {"data": <any JSON>, "id": "<optional idempotency key>"}.'
+        )
+    return NewMessage(encode(item["data"]), validate_id(item.get("id")))
+
+
+def _ack(result: PublishResult) -> dict[str, Any]:
+    return {
+        "channel": result.channel,
+        "seq": result.seq,
+        "offset": result.offset,
+        "duplicate": result.duplicate,
+    }

@@ -1,0 +1,52 @@
+"""WebSocket route handlers: $connect, $default (every frame) and $disconnect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import WebsocketEvent
+
+from ..bootstrap import services
+from ..observability import flush_metrics, logger, service_metrics
+from ..services import WsContext
+
+
+def _context(event: WebsocketEvent) -> WsContext:
+    svc = services(service_metrics)
+    # On AWS the Management API lives at https://{domain}/{stage}; a setting overrides it
+    # (custom domains, the local gateway).
+    endpoint = svc.settings.websocket_endpoint or f"https://{event.domain_name}/{event.stage}"
+    return WsContext(connection_id=event.connection_id, endpoint=endpoint)
+
+
+def connect(event: WebsocketEvent) -> dict[str, Any]:
+    logger.append_keys(connection_id=event.connection_id)
+    try:
+        services(service_metrics).sessions.connect(_context(event))
+    except Exception:
+        logger.exception("connect failed")
+        return {"statusCode": 500}
+    finally:
+        flush_metrics()
+    return {"statusCode": 200}
+
+
+def message(event: WebsocketEvent) -> dict[str, Any]:
+    logger.append_keys(connection_id=event.connection_id)
+    try:
+        services(service_metrics).sessions.handle(_context(event), event.body)
+    finally:
+        flush_metrics()
+    return {"statusCode": 200}
+
+
+def disconnect(event: WebsocketEvent) -> dict[str, Any]:
+    logger.append_keys(connection_id=event.connection_id)
+    try:
+        services(service_metrics).sessions.disconnect(event.connection_id)
+    except Exception:
+        # $disconnect is best effort on AWS too; TTL and Gone-cleanup catch what is missed.
+        logger.exception("disconnect cleanup failed")
+    finally:
+        flush_metrics()
+    return {"statusCode": 200}

@@ -1,0 +1,123 @@
+"""The ports: what the services need from the outside world, as structural interfaces.
+
+Each has an in-memory adapter (tests, and anything that must not touch AWS) and an AWS
+adapter (DynamoDB, the API Gateway Management API). One contract suite
+(tests/contract) runs against every store implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Protocol
+
+from .core.channels import ChannelMeta
+from .core.messages import NewMessage, StoredMessage
+from .core.subscriptions import Connection, Subscription
+
+
+class AppendConflictError(Exception):
+    """The channel moved (head, epoch or a claimed id) since it was read: read and retry."""
+
+
+class ChannelExistsError(Exception):
+    def __init__(self, existing: ChannelMeta) -> None:
+        super().__init__(existing.name)
+        self.existing = existing
+
+
+class SubscriptionLimitError(Exception):
+    """The connection holds as many subscriptions as it may."""
+
+
+class GoLive(Enum):
+    LIVE = "live"  # switched: the fan-out now delivers seqs after the head
+    HEAD_MOVED = "head_moved"  # the channel grew meanwhile: replay the rest and try again
+    GONE = "gone"  # the subscription or channel disappeared (unsubscribe, disconnect, delete)
+
+
+class ConnectionGoneError(Exception):
+    """The socket behind a connection id is closed (API Gateway's GoneException, 410)."""
+
+
+class SendThrottledError(Exception):
+    """API Gateway refused the post for now (429 LimitExceeded): retry later."""
+
+
+class SendFailedError(Exception):
+    """A post failed for another reason; the fan-out reports the record as failed."""
+
+
+
+class MessageStore(Protocol):
+    def get_channel(self, name: str) -> ChannelMeta | None:
+        """Strongly consistent read of the channel's metadata, or None if it does not exist."""
+
+    def create_channel(self, meta: ChannelMeta) -> ChannelMeta:
+        """Create ``meta`` if no channel of that name exists; else raise ChannelExistsError."""
+
+    def delete_channel(self, meta: ChannelMeta) -> bool:
+        """Delete the channel if it is still in ``meta.epoch``; its log becomes unreachable."""
+
+    def append(
+        self,
+        meta: ChannelMeta,
+        messages: Sequence[NewMessage],
+        ts: int,
+        expires_at: int,
+    ) -> list[StoredMessage]:
+        """Atomically store ``messages`` at seqs ``meta.head + 1 …`` and claim their ids.
+
+        Raises AppendConflictError if the head or epoch moved or an id is already claimed.
+        """
+
+    def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
+        """The seqs of ids already published in this epoch of the channel."""
+
+    def read(
+        self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None
+    ) -> list[StoredMessage]:
+        """Messages with ``after_seq < seq <= until_seq`` in seq order, at most ``limit``.
+
+        Expired messages may be included (DynamoDB deletes them lazily): callers filter.
+        """
+
+    def first_retained(self, name: str, epoch: str, now_s: int, head: int) -> int:
+        """The first seq not yet expired, or ``head + 1`` if every message expired."""
+
+
+class SubscriptionStore(Protocol):
+    def put_connection(self, connection: Connection) -> None: ...
+
+    def get_connection(self, connection_id: str) -> Connection | None: ...
+
+    def delete_connection(self, connection_id: str) -> None:
+        """Delete the connection and every subscription it holds."""
+
+    def subscribe(self, subscription: Subscription, max_per_connection: int) -> None:
+        """Register (or replace) a subscription in the REPLAYING state.
+
+        Raises SubscriptionLimitError if the connection already holds ``max_per_connection``
+        subscriptions on other channels.
+        """
+
+    def unsubscribe(self, channel: str, connection_id: str) -> bool: ...
+
+    def go_live(self, subscription: Subscription, head: int) -> GoLive:
+        """Switch to LIVE with ``after_seq = head`` if the channel's head is still ``head``."""
+
+    def subscribers(self, channel: str) -> list[Subscription]:
+        """Every subscription on ``channel`` (a Query on the channel key, never a Scan)."""
+
+
+class ConnectionSender(Protocol):
+    def send(self, endpoint: str, connection_id: str, data: str) -> None:
+        """Post one frame; raise ConnectionGoneError, SendThrottledError or SendFailedError."""
+
+    def close(self, endpoint: str, connection_id: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+    def sleep(self, seconds: float) -> None: ...

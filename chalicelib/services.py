@@ -1,0 +1,596 @@
+"""Use cases: publish, read, subscribe, connect, disconnect, fan out.
+
+Services depend only on the ports (chalicelib/ports.py) and the pure core; the handlers turn
+Lambda events into calls on them, and bootstrap.py decides which adapters they get.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from .core import frames
+from .core.channels import ChannelMeta, resolve_start
+from .core.errors import (
+    EpochMismatchError,
+    InternalError,
+    NotFoundError,
+    SwitchboardError,
+    TooLargeError,
+    UnavailableError,
+)
+from .core.messages import (
+    JSON_CONTENT_TYPE,
+    NewMessage,
+    PublishResult,
+    StoredMessage,
+    check_size,
+    encode_data,
+)
+from .core.names import namespace_of, validate_channel
+from .core.offsets import StartRequest, encode, new_epoch
+from .core.subscriptions import Connection, Subscription, SubscriptionState
+from .ports import (
+    AppendConflictError,
+    ChannelExistsError,
+    Clock,
+    ConnectionGoneError,
+    ConnectionSender,
+    GoLive,
+    MessageStore,
+    SendFailedError,
+    SendThrottledError,
+    SubscriptionLimitError,
+    SubscriptionStore,
+)
+from .settings import Settings
+
+logger = Logger(service="switchboard", child=True)
+
+# A DynamoDB transaction holds at most 100 items; one of them is the channel's head.
+_TRANSACTION_ITEMS = 100
+
+
+class Metrics:
+    """The counters the services report; the handlers flush them as CloudWatch EMF."""
+
+    def __init__(self, sink: Callable[[str, float], None] | None = None) -> None:
+        self._sink = sink
+
+    def count(self, name: str, value: float = 1) -> None:
+        if self._sink is not None and value:
+            self._sink(name, value)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    meta: ChannelMeta
+    messages: list[StoredMessage]
+    after_seq: int  # the position the read started after
+
+    @property
+    def next_offset(self) -> str:
+        last = self.messages[-1].seq if self.messages else self.after_seq
+        return encode(self.meta.epoch, last)
+
+    @property
+    def up_to_date(self) -> bool:
+        last = self.messages[-1].seq if self.messages else self.after_seq
+        return last >= self.meta.head
+
+
+class ChannelService:
+    """Channels as append-only logs: create, delete, publish, read."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        settings: Settings,
+        clock: Clock,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.metrics = metrics or Metrics()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def get(self, name: str) -> ChannelMeta:
+        """The channel's metadata; :class:`NotFoundError` if it does not exist (or expired)."""
+        meta = self._load(validate_channel(name))
+        if meta is None:
+            raise NotFoundError(
+                f"Channel {name!r} does not exist. Create it with PUT /v1/stream/{name}, or "
+                "publish to it over the WebSocket or /v1/channels.",
+                {"channel": name},
+            )
+        return meta
+
+    def get_or_create(self, name: str) -> ChannelMeta:
+        """Implicit creation, with the namespace's defaults (WebSocket and /v1/channels)."""
+        meta = self._load(validate_channel(name))
+        if meta is not None:
+            return meta
+        meta, _ = self.create(name)
+        return meta
+
+    def create(
+        self,
+        name: str,
+        retention_s: int | None = None,
+        content_type: str = JSON_CONTENT_TYPE,
+        expires_at: int | None = None,
+        ttl_s: int | None = None,
+    ) -> tuple[ChannelMeta, bool]:
+        """Create the channel; returns ``(meta, created)``. An existing channel is returned as
+        it is when the requested configuration matches, else :class:`ConflictError`."""
+        validate_channel(name)
+        now = self.clock.now_ms()
+        meta = ChannelMeta(
+            name=name,
+            epoch=new_epoch(now, self.rng.getrandbits(16)),
+            head=0,
+            created_ms=now,
+            retention_s=retention_s or self.settings.retention_for(namespace_of(name)),
+            content_type=content_type,
+            expires_at=expires_at,
+            ttl_s=ttl_s,
+        )
+        try:
+            return self.store.create_channel(meta), True
+        except ChannelExistsError as exists:
+            existing = exists.existing
+            if existing.is_expired(now / 1000):
+                # A stream past its Durable Streams TTL is gone: replace it with a new epoch.
+                self.store.delete_channel(existing)
+                return self.create(name, retention_s, content_type, expires_at, ttl_s)
+            return existing, False
+
+    def delete(self, name: str) -> None:
+        meta = self.get(name)
+        if not self.store.delete_channel(meta):
+            raise NotFoundError(f"Channel {name!r} does not exist.", {"channel": name})
+
+    def info(self, name: str) -> dict[str, Any]:
+        meta = self.get(name)
+        first = self.store.first_retained(meta.name, meta.epoch, self._now_s(), meta.head)
+        return meta.to_dict(message_count=meta.head - first + 1)
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def encode(self, data: Any) -> bytes:
+        return encode_data(data, self.settings.max_message_bytes)
+
+    def publish(
+        self, name: str, messages: Sequence[NewMessage], implicit_create: bool = True
+    ) -> list[PublishResult]:
+        """Append ``messages`` in order; an ``id`` already published answers its original seq.
+
+        Seqs come from a conditional write on the channel's head, so they are unique and
+        gapless whatever the number of concurrent publishers; a lost race re-reads and
+        retries with jittered backoff.
+        """
+        validate_channel(name)
+        if len(messages) > self.settings.max_batch:
+            raise TooLargeError(
+                f"At most {self.settings.max_batch} messages per request; got {len(messages)}.",
+                {"max_batch": self.settings.max_batch},
+            )
+        for message in messages:
+            check_size(len(message.body), self.settings.max_message_bytes)
+        results: list[PublishResult | None] = [None] * len(messages)
+        pending = list(range(len(messages)))
+        meta: ChannelMeta | None = None
+        conflicts = 0
+        check_ids = False  # duplicates are rare: look ids up only after a conflict
+        while pending:
+            if meta is None:
+                meta = self.get_or_create(name) if implicit_create else self.get(name)
+            if check_ids:
+                pending = self._resolve_known_ids(meta, messages, pending, results)
+                check_ids = False
+                if not pending:
+                    break
+            chunk = self._next_chunk(messages, pending)
+            now = self.clock.now_ms()
+            try:
+                stored = self.store.append(
+                    meta,
+                    [messages[i] for i in chunk],
+                    ts=now,
+                    expires_at=now // 1000 + meta.retention_s,
+                )
+            except AppendConflictError:
+                conflicts += 1
+                if conflicts >= self.settings.publish_attempts:
+                    raise UnavailableError(
+                        f"Channel {name!r} is too busy right now; retry the publish "
+                        "(with the same ids it cannot be stored twice).",
+                        {"channel": name},
+                    ) from None
+                meta, check_ids = None, True
+                self.clock.sleep(self._backoff(conflicts))
+                continue
+            for index, message in zip(chunk, stored, strict=True):
+                results[index] = PublishResult(name, message.epoch, message.seq)
+            meta = meta.with_head(stored[-1].seq)
+            pending = pending[len(chunk) :]
+        self.metrics.count("MessagesPublished", sum(1 for r in results if r and not r.duplicate))
+        return [r for r in results if r is not None]
+
+    def _resolve_known_ids(
+        self,
+        meta: ChannelMeta,
+        messages: Sequence[NewMessage],
+        pending: list[int],
+        results: list[PublishResult | None],
+    ) -> list[int]:
+        ids = [messages[i].id for i in pending if messages[i].id]
+        known = self.store.find_ids(meta, [i for i in ids if i]) if ids else {}
+        still: list[int] = []
+        for i in pending:
+            msg_id = messages[i].id
+            if msg_id is not None and msg_id in known:
+                results[i] = PublishResult(meta.name, meta.epoch, known[msg_id], duplicate=True)
+            else:
+                still.append(i)
+        return still
+
+    def _next_chunk(self, messages: Sequence[NewMessage], pending: list[int]) -> list[int]:
+        """As many pending messages as fit in one transaction, stopping before a repeated id
+        (its first occurrence must be stored before the repeat can be recognised)."""
+        chunk: list[int] = []
+        items = 1
+        seen: set[str] = set()
+        for i in pending:
+            msg_id = messages[i].id
+            cost = 2 if msg_id else 1
+            if items + cost > _TRANSACTION_ITEMS or (msg_id is not None and msg_id in seen):
+                break
+            if msg_id is not None:
+                seen.add(msg_id)
+            chunk.append(i)
+            items += cost
+        return chunk
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: spreads racing publishers apart.
+        return self.rng.uniform(0, min(0.5, 0.01 * 2**attempt))
+
+    # -- read ------------------------------------------------------------------------------
+
+    def read(self, name: str, start: StartRequest, limit: int) -> ReadResult:
+        meta = self.get(name)
+        after = self.resolve(meta, start)
+        return ReadResult(meta, self.read_after(meta, after, limit), after)
+
+    def resolve(self, meta: ChannelMeta, start: StartRequest) -> int:
+        """The seq a reader starts after (raises offset_expired / epoch_mismatch)."""
+        if start.kind == "now":
+            return meta.head
+        earliest = self.store.first_retained(meta.name, meta.epoch, self._now_s(), meta.head)
+        return resolve_start(start, meta, earliest)
+
+    def read_after(
+        self, meta: ChannelMeta, after_seq: int, limit: int, until_seq: int | None = None
+    ) -> list[StoredMessage]:
+        """Retained messages after ``after_seq``, at most ``limit``, skipping expired ones."""
+        now_s = self._now_s()
+        out: list[StoredMessage] = []
+        cursor = after_seq
+        end = meta.head if until_seq is None else min(until_seq, meta.head)
+        while len(out) < limit and cursor < end:
+            page = self.store.read(meta.name, meta.epoch, cursor, limit - len(out), end)
+            if not page:
+                break
+            out.extend(m for m in page if m.expires_at > now_s)
+            cursor = page[-1].seq
+        return out
+
+    def _now_s(self) -> int:
+        return self.clock.now_ms() // 1000
+
+    def _load(self, name: str) -> ChannelMeta | None:
+        meta = self.store.get_channel(name)
+        if meta is not None and meta.is_expired(self._now_s()):
+            return None  # past its Durable Streams TTL: gone, as if deleted
+        return meta
+
+
+@dataclass(frozen=True)
+class WsContext:
+    """Who sent a WebSocket frame and where replies go."""
+
+    connection_id: str
+    endpoint: str
+    principal: str | None = None
+
+
+class SessionService:
+    """The WebSocket side: connections, subscriptions with exact replay, and replies."""
+
+    def __init__(
+        self,
+        channels: ChannelService,
+        subscriptions: SubscriptionStore,
+        sender: ConnectionSender,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.channels = channels
+        self.subscriptions = subscriptions
+        self.sender = sender
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+
+    def connect(self, ctx: WsContext) -> None:
+        now = self.clock.now_ms()
+        self.subscriptions.put_connection(
+            Connection(
+                connection_id=ctx.connection_id,
+                endpoint=ctx.endpoint,
+                connected_ms=now,
+                expires_at=now // 1000 + self.settings.connection_ttl_s,
+                principal=ctx.principal,
+            )
+        )
+
+    def disconnect(self, connection_id: str) -> None:
+        self.subscriptions.delete_connection(connection_id)
+
+    def handle(self, ctx: WsContext, body: str | bytes | None) -> None:
+        """Answer one client frame. Errors become error frames; the connection stays up."""
+        ref: str | None = None
+        channel: str | None = None
+        try:
+            frame = frames.parse_client_frame(body, self.settings.max_frame_bytes)
+            ref = frame.ref
+            channel = getattr(frame, "channel", None)
+            logger.append_keys(channel=channel)
+            if isinstance(frame, frames.Ping):
+                self._send(ctx, frames.pong_frame(ref))
+            elif isinstance(frame, frames.Publish):
+                self._publish(ctx, frame)
+            elif isinstance(frame, frames.Subscribe):
+                self._subscribe(ctx, frame)
+            else:
+                self.subscriptions.unsubscribe(frame.channel, ctx.connection_id)
+                self._send(ctx, frames.unsubscribed_frame(ref, frame.channel))
+        except ConnectionGoneError:
+            self.subscriptions.delete_connection(ctx.connection_id)
+        except SwitchboardError as error:
+            ref = ref if ref is not None else frames.ref_of(body)
+            logger.info("frame rejected", extra={"code": error.code, "ref": ref})
+            self._send_quietly(ctx, frames.error_frame(error, ref, channel))
+        except Exception:
+            logger.exception("frame failed")
+            ref = ref if ref is not None else frames.ref_of(body)
+            error = InternalError("The server failed to handle this frame; retry it.")
+            self._send_quietly(ctx, frames.error_frame(error, ref, channel))
+        finally:
+            logger.remove_keys(["channel"])
+
+    def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
+        body = self.channels.encode(frame.data)
+        (result,) = self.channels.publish(
+            frame.channel, [NewMessage(body, frame.id, ctx.principal)]
+        )
+        logger.debug("published", extra={"seq": result.seq})
+        self._send(ctx, frames.ack_frame(frame.ref, result))
+
+    def _subscribe(self, ctx: WsContext, frame: frames.Subscribe) -> None:
+        """Register first, then replay, then go live: nothing can fall in between."""
+        meta = self.channels.get_or_create(frame.channel)
+        after = self.channels.resolve(meta, frame.start)
+        sub = Subscription(
+            channel=meta.name,
+            connection_id=ctx.connection_id,
+            endpoint=ctx.endpoint,
+            epoch=meta.epoch,
+            after_seq=after,
+            state=SubscriptionState.REPLAYING,
+            expires_at=self.clock.now_ms() // 1000 + self.settings.connection_ttl_s,
+        )
+        try:
+            self.subscriptions.subscribe(sub, self.settings.max_subscriptions_per_connection)
+        except SubscriptionLimitError:
+            raise TooLargeError(
+                f"A connection may hold {self.settings.max_subscriptions_per_connection} "
+                "subscriptions; unsubscribe from one first or open another connection.",
+                {"max_subscriptions": self.settings.max_subscriptions_per_connection},
+            ) from None
+        self._send(
+            ctx,
+            frames.subscribed_frame(
+                frame.ref, meta.name, meta.epoch, encode(meta.epoch, after),
+                meta.head_offset if meta.head else "-1",
+            ),
+        )
+        self._replay(ctx, sub, meta, after)
+
+    def _replay(self, ctx: WsContext, sub: Subscription, meta: ChannelMeta, after: int) -> None:
+        cursor = after
+        replayed = 0
+        for _ in range(self.settings.replay_catchup_rounds):
+            while cursor < meta.head:
+                page = self.channels.read_after(
+                    meta, cursor, self.settings.replay_page, until_seq=meta.head
+                )
+                if not page:  # the rest expired while we read
+                    cursor = meta.head
+                    break
+                for message in page:
+                    self._send(ctx, frames.message_frame(message))
+                cursor = page[-1].seq
+                replayed += len(page)
+            outcome = self.subscriptions.go_live(sub, meta.head)
+            if outcome is GoLive.LIVE:
+                self.metrics.count("MessagesReplayed", replayed)
+                return
+            latest = self.channels.store.get_channel(meta.name)
+            if outcome is GoLive.GONE or latest is None or latest.epoch != meta.epoch:
+                self.metrics.count("MessagesReplayed", replayed)
+                return
+            meta = latest
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        raise UnavailableError(
+            f"Channel {sub.channel!r} is publishing faster than this subscription can catch "
+            "up; subscribe again from your last offset.",
+            {"channel": sub.channel, "offset": encode(meta.epoch, cursor)},
+        )
+
+    def _send(self, ctx: WsContext, data: str) -> None:
+        self.sender.send(ctx.endpoint, ctx.connection_id, data)
+
+    def _send_quietly(self, ctx: WsContext, data: str) -> None:
+        try:
+            self._send(ctx, data)
+        except ConnectionGoneError:
+            self.subscriptions.delete_connection(ctx.connection_id)
+        except (SendThrottledError, SendFailedError):
+            logger.warning("could not deliver an error frame")
+
+
+@dataclass
+class FanoutReport:
+    delivered: int = 0
+    gone: set[str] = field(default_factory=set)
+    failed_records: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Delivery:
+    endpoint: str
+    connection_id: str
+    frames: list[tuple[str, str]] = field(default_factory=list)  # (record id, frame)
+
+
+class FanoutService:
+    """Deliver newly stored messages to live subscribers (the DynamoDB stream consumer)."""
+
+    def __init__(
+        self,
+        subscriptions: SubscriptionStore,
+        sender: ConnectionSender,
+        settings: Settings,
+        clock: Clock,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.sender = sender
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.metrics = metrics or Metrics()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def fan_out(self, records: Iterable[tuple[str, StoredMessage]]) -> FanoutReport:
+        """``records`` are (stream record id, message) in stream order.
+
+        One Query per channel finds its subscribers; each connection gets its frames in seq
+        order, and connections are served concurrently.
+        """
+        by_channel: dict[str, list[tuple[str, StoredMessage]]] = defaultdict(list)
+        for record_id, message in records:
+            by_channel[message.channel].append((record_id, message))
+        deliveries: dict[str, _Delivery] = {}
+        stale: list[Subscription] = []
+        for channel, items in by_channel.items():
+            for sub in self.subscriptions.subscribers(channel):
+                newest_epoch = items[-1][1].epoch
+                if sub.state is SubscriptionState.LIVE and sub.epoch != newest_epoch:
+                    stale.append(sub)
+                    continue
+                for record_id, message in items:
+                    if sub.wants(message.epoch, message.seq):
+                        delivery = deliveries.setdefault(
+                            sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
+                        )
+                        delivery.frames.append((record_id, frames.message_frame(message)))
+        report = FanoutReport()
+        for sub in stale:
+            self._end_stale(sub, report)
+        if deliveries:
+            for delivery, outcome in zip(
+                deliveries.values(), self._map(self._deliver, list(deliveries.values())),
+                strict=True,
+            ):
+                sent, gone, failed = outcome
+                report.delivered += sent
+                if gone:
+                    report.gone.add(delivery.connection_id)
+                report.failed_records.update(failed)
+        for connection_id in report.gone:
+            self.subscriptions.delete_connection(connection_id)
+        self.metrics.count("MessagesDelivered", report.delivered)
+        self.metrics.count("ConnectionsGone", len(report.gone))
+        return report
+
+    def _map(
+        self, fn: Callable[[_Delivery], tuple[int, bool, list[str]]], items: list[_Delivery]
+    ) -> list[tuple[int, bool, list[str]]]:
+        if len(items) == 1:
+            return [fn(items[0])]
+        if self._pool is None:  # kept across warm invocations
+            self._pool = ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency)
+        return list(self._pool.map(fn, items))
+
+    def _deliver(self, delivery: _Delivery) -> tuple[int, bool, list[str]]:
+        """Post one connection's frames in order: (sent, gone, failed record ids)."""
+        sent = 0
+        for position, (_record_id, frame) in enumerate(delivery.frames):
+            try:
+                self._post(delivery.endpoint, delivery.connection_id, frame)
+            except ConnectionGoneError:
+                return sent, True, []
+            except (SendFailedError, SendThrottledError):
+                logger.warning(
+                    "delivery failed", extra={"connection_id": delivery.connection_id}
+                )
+                # Retry from this record on: stream redelivery is at-least-once and
+                # clients drop seqs they have seen.
+                return sent, False, [rid for rid, _ in delivery.frames[position:]]
+            sent += 1
+        return sent, False, []
+
+    def _post(self, endpoint: str, connection_id: str, frame: str) -> None:
+        for attempt in range(1, self.settings.send_attempts + 1):
+            try:
+                self.sender.send(endpoint, connection_id, frame)
+                return
+            except (SendThrottledError, SendFailedError):
+                if attempt == self.settings.send_attempts:
+                    raise
+                base = self.settings.send_backoff_ms / 1000 * 2 ** (attempt - 1)
+                self.clock.sleep(self.rng.uniform(base / 2, base))
+
+    def _end_stale(self, sub: Subscription, report: FanoutReport) -> None:
+        """A subscriber of a deleted-and-recreated channel is told so, once, and dropped."""
+        frame = frames.error_frame(
+            EpochMismatchError(
+                f"Channel {sub.channel!r} was deleted and created again; subscribe from '-1' "
+                "to follow the new log.",
+                {"epoch": None},
+            ),
+            None,
+            sub.channel,
+        )
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        try:
+            self.sender.send(sub.endpoint, sub.connection_id, frame)
+        except ConnectionGoneError:
+            report.gone.add(sub.connection_id)
+        except (SendThrottledError, SendFailedError):
+            logger.warning("could not tell a stale subscriber", extra={"channel": sub.channel})

@@ -1,0 +1,67 @@
+"""Runtime settings, from environment variables prefixed ``SWITCHBOARD_``.
+
+Read lazily through :func:`get_settings` (never at import): Lambda sets the variables from
+.chalice/config.json, ``switchboard dev`` and the tests set them per process, and the Chalice
+test client swaps ``os.environ`` for each call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# API Gateway carries at most 128 KB per WebSocket message; the frame adds the envelope.
+_HARD_MAX_MESSAGE_BYTES = 120 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    channels_table: str = "switchboard-channels"
+    messages_table: str = "switchboard-messages"
+    connections_table: str = "switchboard-connections"
+    region: str = Field("us-east-1", validation_alias="AWS_REGION")
+    # Endpoint of DynamoDB; unset on AWS. `switchboard dev` points it at moto.
+    dynamodb_endpoint: str | None = None
+    # Management API base URL for posting to sockets. Unset on AWS: each connection stores
+    # https://{domain}/{stage} from its $connect event. Set for a custom domain or locally.
+    websocket_endpoint: str | None = None
+
+    default_retention_s: int = Field(24 * 3600, ge=1, le=365 * 24 * 3600)
+    # Per-namespace retention, JSON: SWITCHBOARD_NAMESPACE_RETENTION='{"runs": 3600}'.
+    namespace_retention: dict[str, int] = Field(default_factory=dict)
+
+    max_message_bytes: int = Field(64 * 1024, ge=1, le=_HARD_MAX_MESSAGE_BYTES)
+    max_frame_bytes: int = Field(128 * 1024, ge=1024)
+    # Messages per publish request; stored in transactions of at most 100 items each.
+    max_batch: int = Field(500, ge=1, le=10_000)
+    max_subscriptions_per_connection: int = Field(100, ge=1)
+    replay_page: int = Field(200, ge=1, le=1000)
+    history_max_limit: int = Field(1000, ge=1)
+    connection_ttl_s: int = Field(2 * 3600 + 600, ge=60)
+    fanout_concurrency: int = Field(16, ge=1, le=256)
+    send_attempts: int = Field(5, ge=1)
+    send_backoff_ms: int = Field(50, ge=0)
+    publish_attempts: int = Field(10, ge=1)
+    # How many times a subscribe re-reads to catch up with a moving head before going live.
+    replay_catchup_rounds: int = Field(20, ge=1)
+
+    @field_validator("namespace_retention")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for namespace, seconds in value.items():
+            if seconds < 1:
+                raise ValueError(f"retention for namespace {namespace!r} must be >= 1 s")
+        return value
+
+    def retention_for(self, namespace: str | None) -> int:
+        if namespace is not None and namespace in self.namespace_retention:
+            return self.namespace_retention[namespace]
+        return self.default_retention_s
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
