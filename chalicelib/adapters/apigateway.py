@@ -8,6 +8,7 @@ thread-safe, so the fan-out can post to many connections at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -69,7 +70,5 @@ class ApiGatewaySender:
 
     def close(self, endpoint: str, connection_id: str) -> None:
         client = self._client(endpoint)
-        try:
+        with contextlib.suppress(client.exceptions.GoneException):
             client.delete_connection(ConnectionId=connection_id)
-        except client.exceptions.GoneException:
-            pass

@@ -13,9 +13,9 @@ from chalice.test import Client
 
 import app as app_module
 from chalicelib import bootstrap
+from chalicelib.adapters.dynamodb import message_item
 from chalicelib.adapters.memory import MemoryStore, RecordingSender
 from chalicelib.settings import Settings
-from chalicelib.adapters.dynamodb import message_item
 from tests.support.events import frame, stream_event, ws_event
 from tests.support.fakes import FakeClock
 
