@@ -66,8 +66,8 @@ class Harness:
         )
 
 
-def make_harness(settings: Settings | None = None) -> Harness:
-    store, sender, clock = MemoryStore(), RecordingSender(), FakeClock()
+def make_harness(settings: Settings | None = None, store: MemoryStore | None = None) -> Harness:
+    store, sender, clock = store or MemoryStore(), RecordingSender(), FakeClock()
     services = bootstrap.build(
         settings or Settings(), store, store, sender, clock, rng=random.Random(7)
     )
