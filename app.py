@@ -7,6 +7,7 @@ costs a cold start nothing but Chalice itself. The handler bodies live in chalic
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from chalice import Chalice
@@ -14,7 +15,26 @@ from chalice.app import DynamoDBEvent, Response, WebsocketEvent
 
 from chalicelib.handlers import durable_streams, fanout, rest, websocket
 
-app = Chalice(app_name="switchboard")
+
+class _Chalice(Chalice):
+    """Chalice with a per-thread ``current_request``.
+
+    Lambda serves one request per process at a time, but `switchboard dev` runs these same
+    handlers in threads, where one shared attribute would mix requests up.
+    """
+
+    _local = threading.local()
+
+    @property  # type: ignore[override]
+    def current_request(self) -> Any:
+        return getattr(self._local, "request", None)
+
+    @current_request.setter
+    def current_request(self, value: Any) -> None:
+        self._local.request = value
+
+
+app = _Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 STREAM_CONTENT_TYPES = ["*/*"]

@@ -30,3 +30,38 @@ def moto_dynamodb() -> Iterator[Any]:
 
 def dynamo_store(client: Any) -> DynamoStore:
     return DynamoStore(client, *TABLES)
+
+
+class MotoStreamReader:
+    """Reads the messages table's DynamoDB stream from moto and shapes Lambda events.
+
+    moto's records lack ``eventSourceARN`` and carry a datetime; Lambda's JSON has the ARN, a
+    number, and base64 for binary attributes.
+    """
+
+    def __init__(self, table: str = TABLES[1]) -> None:
+        self.streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        self.arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        shard = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"][0]
+        self.iterator = self.streams.get_shard_iterator(
+            StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def next_event(self) -> dict[str, Any]:
+        import base64
+
+        response = self.streams.get_records(ShardIterator=self.iterator, Limit=100)
+        self.iterator = response["NextShardIterator"]
+        records = []
+        for record in response["Records"]:
+            dynamodb = dict(record["dynamodb"])
+            dynamodb["ApproximateCreationDateTime"] = dynamodb[
+                "ApproximateCreationDateTime"].timestamp()
+            image = {k: dict(v) for k, v in dynamodb.get("NewImage", {}).items()}
+            for value in image.values():
+                if "B" in value:
+                    value["B"] = base64.b64encode(value["B"]).decode()
+            dynamodb["NewImage"] = image
+            records.append({**record, "eventSourceARN": self.arn, "dynamodb": dynamodb})
+        return {"Records": records}
