@@ -1,0 +1,319 @@
+"""The asyncio client: ``Switchboard`` -> ``Channel`` -> ``Subscription``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._connection import (
+    Connection,
+    ConnectionLostError,
+    ConnectionStats,
+    Failure,
+    Route,
+    Subscribed,
+    ws_url_for,
+)
+from ._errors import ConflictError, SwitchboardError, UnavailableError
+from ._http import Credentials, HttpApi, TokenProvider
+from ._options import Options, backoff_delay
+from ._recovery import Recovery, RecoveryStats
+from ._types import NOW, Ack, ChannelInfo, HistoryPage, Message
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+#: Consecutive history reads that make no progress on a gap before giving up.
+_GAP_FILL_ATTEMPTS = 5
+
+
+class Switchboard:
+    """A client: one WebSocket shared by every subscription and publish, plus HTTP.
+
+    Examples:
+        >>> async with Switchboard("http://127.0.0.1:8765") as sb:  # doctest: +SKIP
+        ...     ch = sb.channel("runs:7f3a")
+        ...     await ch.publish({"type": "status", "text": "started"})
+        ...     async for msg in ch.subscribe(from_="-1"):
+        ...         print(msg.seq, msg.data)
+
+    ``url`` is the HTTP base URL. The socket URL defaults to ``<url>/ws`` (the dev server);
+    on AWS pass the WebSocket API's URL as ``ws_url``. ``token`` goes in the socket's
+    ``token`` query parameter and in ``Authorization: Bearer`` on HTTP; ``auth`` is called
+    for a fresh token when the server answers ``unauthorized`` (and first, if no token).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        ws_url: str | None = None,
+        auth: TokenProvider | None = None,
+        options: Options | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.options = options or Options()
+        self._rng = rng or random.Random()
+        self._credentials = Credentials(token, auth)
+        self.http = HttpApi(
+            self.url, self._credentials, self.options, transport=http_transport, rng=self._rng
+        )
+        self._connection = Connection(
+            ws_url or ws_url_for(self.url), self._credentials, self.options, self._rng
+        )
+
+    def channel(self, name: str) -> Channel:
+        return Channel(self, name)
+
+    @property
+    def connection_stats(self) -> ConnectionStats:
+        """Connects, reconnects, rotations and pings of the shared socket."""
+        return self._connection.stats
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+        await self.http.aclose()
+
+    async def __aenter__(self) -> Switchboard:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _publish_ws(self, channel: str, data: Any, id: str) -> Ack:
+        """Publish over the socket until acked or the deadline passes. The id never changes,
+        so an ack lost with a dying socket makes the retry answer ``duplicate`` instead of
+        storing the message twice."""
+        opts = self.options
+        deadline = time.monotonic() + opts.publish_deadline
+        attempt = 0
+        last: SwitchboardError | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise last or UnavailableError(
+                    f"Could not publish to {channel!r} within {opts.publish_deadline:g} s."
+                )
+            try:
+                reply = await self._connection.request(
+                    {"action": "publish", "channel": channel, "data": data, "id": id},
+                    min(opts.request_timeout, remaining),
+                )
+                return Ack.from_dict(reply)
+            except (ConnectionLostError, TimeoutError):
+                last = UnavailableError(
+                    f"The connection dropped while publishing to {channel!r}; "
+                    f"last error: {self._connection.stats.last_error}."
+                )
+            except SwitchboardError as error:
+                if not error.retryable:
+                    raise
+                last = error
+            await asyncio.sleep(
+                backoff_delay(attempt, opts.backoff_initial, opts.backoff_max, self._rng)
+            )
+            attempt += 1
+
+
+class Channel:
+    """A channel by name. Creating this object does nothing on the server."""
+
+    def __init__(self, client: Switchboard, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    async def publish(self, data: Any, id: str | None = None) -> Ack:
+        """Publish one message over the shared socket, retrying transient failures.
+
+        ``id`` is the idempotency key; without one a random id is made once for this call,
+        so the retries inside it can never store the message twice.
+        """
+        return await self.client._publish_ws(self.name, data, id or uuid.uuid4().hex)
+
+    async def publish_many(self, items: Iterable[Any | tuple[Any, str]]) -> list[Ack]:
+        """Publish a batch in one HTTP request. Items are ``data`` or ``(data, id)``."""
+        batch = [
+            item if isinstance(item, tuple) else (item, uuid.uuid4().hex) for item in items
+        ]
+        return await self.client.http.publish_many(self.name, batch)
+
+    def subscribe(self, from_: str = NOW) -> Subscription:
+        """Follow the channel from ``from_`` ("now", "-1" or a stored offset).
+
+        Iterate the result with ``async for``; it yields every message after ``from_``
+        exactly once and in order, across reconnects. Use it as an async context manager
+        (or call :meth:`Subscription.aclose`) to stop early.
+        """
+        return Subscription(self, from_)
+
+    async def history(self, from_: str = "-1", limit: int = 100) -> HistoryPage:
+        """One page of stored messages after ``from_``; pass ``page.next`` to go on."""
+        return await self.client.http.history(self.name, from_, limit)
+
+    async def iter_history(
+        self, from_: str = "-1", page_size: int = 500
+    ) -> AsyncIterator[Message]:
+        """Every stored message after ``from_`` up to the head when reading ends."""
+        cursor = from_
+        while True:
+            page = await self.history(cursor, page_size)
+            for message in page.messages:
+                yield message
+            cursor = page.next
+            if page.up_to_date or not page.messages:
+                return
+
+    async def info(self) -> ChannelInfo:
+        return await self.client.http.info(self.name)
+
+    async def create(self, retention: int | None = None) -> ChannelInfo:
+        return await self.client.http.create(self.name, retention)
+
+    async def delete(self) -> None:
+        await self.client.http.delete(self.name)
+
+
+class Subscription:
+    """An exactly-once, in-order view of a channel that survives reconnects.
+
+    ``position`` is the offset of the last message this iterator yielded: persist it after
+    processing a message and pass it as ``from_`` after a restart to continue right after.
+    """
+
+    def __init__(self, channel: Channel, from_: str = NOW) -> None:
+        self.channel = channel
+        self._recovery = Recovery(channel.name, from_)
+        self._route = Route(channel.name, self._recovery.resume_from)
+        self._started = False
+        self._done = False
+        self._fill_failures = 0
+
+    @property
+    def position(self) -> str | None:
+        return self._recovery.position
+
+    @property
+    def stats(self) -> RecoveryStats:
+        """Delivered messages, duplicates dropped, gaps filled, resubscribes."""
+        return self._recovery.stats
+
+    @property
+    def caught_up(self) -> bool:
+        """True once every message stored at (re)subscribe time has been yielded."""
+        return self._recovery.caught_up
+
+    async def start(self) -> None:
+        """Register the subscription now (iteration does this on first use)."""
+        if self._started:
+            return
+        connection = self.channel.client.connection
+        existing = connection._routes.get(self.channel.name)
+        if existing is not None:
+            raise ConflictError(
+                f"This client already follows {self.channel.name!r}; one subscription per "
+                "channel per client. Share its messages, or use a second Switchboard client.",
+                {"channel": self.channel.name},
+            )
+        self._started = True
+        connection.add(self._route)
+
+    async def next_message(self, timeout: float | None = None) -> Message | None:
+        """The next message, or ``None`` if none arrives within ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(self.__anext__(), timeout)
+        except TimeoutError:
+            return None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._done:
+            raise StopAsyncIteration
+        await self.start()
+        recovery = self._recovery
+        while True:
+            message = recovery.next_ready()
+            if message is not None:
+                return message
+            gap = recovery.gap()
+            if gap is not None:
+                await self._fill(gap.until_seq)
+                continue
+            event = await self._route.queue.get()
+            try:
+                if isinstance(event, Message):
+                    recovery.receive(event)
+                elif isinstance(event, Subscribed):
+                    recovery.subscribed(event.epoch, event.from_offset, event.head)
+                elif isinstance(event, Failure):
+                    raise event.error
+            except SwitchboardError:
+                self._finish()
+                raise
+
+    async def _fill(self, until_seq: int) -> None:
+        """Fetch missing messages over HTTP; they are buffered like socket arrivals."""
+        recovery = self._recovery
+        before = recovery.last_seq or 0
+        position = recovery.position
+        assert position is not None
+        try:
+            page = await self.channel.history(position, min(1000, max(1, until_seq - before)))
+            for message in page.messages:
+                recovery.receive(message)
+        except SwitchboardError:
+            self._finish()
+            raise
+        if recovery.gap() is None:
+            recovery.note_gap_filled()
+            self._fill_failures = 0
+            return
+        # An eventually consistent read may trail the stream that told us about the message.
+        self._fill_failures += 1
+        if self._fill_failures >= _GAP_FILL_ATTEMPTS:
+            self._finish()
+            raise UnavailableError(
+                f"Messages after {position} on {self.channel.name!r} are missing and history "
+                "did not return them; subscribe again from this position.",
+                {"offset": position},
+            )
+        opts = self.channel.client.options
+        await asyncio.sleep(min(opts.backoff_max, opts.backoff_initial * self._fill_failures))
+
+    def _finish(self) -> None:
+        self._done = True
+        self.channel.client.connection.remove(self._route)
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._finish()
+
+    async def __aenter__(self) -> Subscription:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,355 @@
+"""One WebSocket per client: multiplexed subscriptions and publishes, kept alive for ever.
+
+The connection task connects, resubscribes every live subscription from its last processed
+position, then reads frames and routes them: ``message``/``subscribed`` (and errors about a
+subscription) to that subscription's queue, replies with a ``ref`` to the request waiting for
+them. When the socket dies (network, server restart, API Gateway's idle or 2-hour limit) it
+reconnects with full-jitter exponential backoff; requests in flight fail over to the next
+socket. Pings keep an idle socket open and detect a dead one; the socket is also replaced on
+our own schedule before API Gateway's 2-hour limit closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from ._errors import (
+    ClosedError,
+    SwitchboardError,
+    UnauthorizedError,
+    UnavailableError,
+    error_from_payload,
+)
+from ._http import Credentials
+from ._options import Options, backoff_delay
+from ._types import Message
+
+log = logging.getLogger("switchboard.client")
+
+
+class ConnectionLostError(Exception):
+    """Internal: the socket a request was sent on went away; the request may be retried."""
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    epoch: str
+    from_offset: str
+    head: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: SwitchboardError
+
+
+#: What a subscription's queue carries, in arrival order.
+Event = Subscribed | Message | Failure
+
+
+@dataclass
+class Route:
+    """The connection's view of one subscription: where to resubscribe from, where to route."""
+
+    channel: str
+    resume_from: Callable[[], str]
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class ConnectionStats:
+    connects: int = 0
+    reconnects: int = 0
+    rotations: int = 0  # proactive reconnects before the 2-hour limit
+    pings: int = 0
+    last_error: str | None = None
+
+
+class Connection:
+    def __init__(
+        self,
+        ws_url: str,
+        credentials: Credentials,
+        options: Options,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._ws_url = ws_url
+        self._credentials = credentials
+        self._options = options
+        self._rng = rng or random.Random()
+        self._routes: dict[str, Route] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._refs = itertools.count(1)
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last_rx = time.monotonic()
+        self.stats = ConnectionStats()
+
+    # -- public to the client -------------------------------------------------------------
+
+    @property
+    def websocket(self) -> ClientConnection | None:
+        """The current socket (tests close it to simulate failures)."""
+        return self._ws
+
+    def add(self, route: Route) -> None:
+        self._ensure_running()
+        self._routes[route.channel] = route
+        if self._ws is not None:
+            self._spawn_send(self._subscribe_frame(route))
+
+    def remove(self, route: Route) -> None:
+        if self._routes.get(route.channel) is route:
+            del self._routes[route.channel]
+            if self._ws is not None:
+                self._spawn_send(
+                    {"action": "unsubscribe", "ref": self._ref(), "channel": route.channel}
+                )
+
+    async def request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one frame on the current socket and wait for the frame with its ``ref``.
+
+        Raises :class:`ConnectionLostError` if the socket dies first, ``TimeoutError`` if
+        no reply comes, or the typed error the server answered with.
+        """
+        ws = await self._wait_connected(timeout)
+        ref = self._ref()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = future
+        try:
+            try:
+                await ws.send(json.dumps({**frame, "ref": ref}, separators=(",", ":")))
+            except websockets.ConnectionClosed:
+                raise ConnectionLostError from None
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(ref, None)
+        if reply.get("type") == "error":
+            raise error_from_payload(reply)
+        return reply
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for route in list(self._routes.values()):
+            route.queue.put_nowait(Failure(ClosedError("The client was closed.")))
+        self._routes.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._fail_pending(lambda: ClosedError("The client was closed."))
+
+    # -- the connection task --------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        if self._closed:
+            raise ClosedError("The client was closed; create a new Switchboard client.")
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard")
+
+    async def _wait_connected(self, timeout: float) -> ClientConnection:
+        self._ensure_running()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise UnavailableError(
+                f"Could not connect to {self._ws_url} within {timeout:g} s "
+                f"(last error: {self.stats.last_error}). Is the server running?"
+            ) from None
+        if self._ws is None:
+            raise ConnectionLostError
+        return self._ws
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closed:
+            try:
+                ws = await websockets.connect(
+                    await self._socket_url(),
+                    open_timeout=self._options.connect_timeout,
+                    ping_interval=None,  # application pings: API Gateway counts frames
+                    close_timeout=1,
+                    max_size=2**22,
+                )
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+                if _is_unauthorized(exc):
+                    await self._credentials.refresh()
+                await asyncio.sleep(self._delay(failures))
+                failures += 1
+                continue
+            self.stats.connects += 1
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
+            opened = time.monotonic()
+            try:
+                await self._serve(ws)
+            except Exception as exc:  # the loop must survive anything a socket throws
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+                log.debug("connection ended", exc_info=True)
+            finally:
+                self._ws = None
+                self._connected.clear()
+                self._fail_pending(ConnectionLostError)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 1)
+            # A socket that stayed up a while resets the backoff: that was not a crash loop.
+            failures = 0 if time.monotonic() - opened > self._options.backoff_max else failures
+            if not self._closed:
+                await asyncio.sleep(self._delay(failures))
+                failures += 1
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        for route in list(self._routes.values()):
+            await ws.send(json.dumps(self._subscribe_frame(route), separators=(",", ":")))
+        self._connected.set()
+        keepalive = asyncio.create_task(self._keepalive(ws))
+        try:
+            async for raw in ws:
+                self._last_rx = time.monotonic()
+                self._dispatch(raw)
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        """Ping when idle; close a socket that stops answering or has lived long enough."""
+        opts = self._options
+        # Jitter the rotation so a fleet of clients started together spreads its reconnects.
+        rotate_at = time.monotonic() + opts.max_connection_age * self._rng.uniform(0.9, 1.0)
+        self._last_rx = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= rotate_at:
+                self.stats.rotations += 1
+                await ws.close(1000, "rotating before the connection time limit")
+                return
+            idle_for = now - self._last_rx
+            if idle_for < opts.ping_interval:
+                await asyncio.sleep(min(opts.ping_interval - idle_for, rotate_at - now))
+                continue
+            self.stats.pings += 1
+            try:
+                await self.request({"action": "ping"}, opts.pong_timeout)
+            except (TimeoutError, ConnectionLostError):
+                self.stats.last_error = "no pong within the timeout"
+                ws.transport.abort()  # a dead peer would never complete a closing handshake
+                return
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            log.warning("ignored a frame that is not JSON: %.80r", raw)
+            return
+        if not isinstance(frame, dict):
+            return
+        kind = frame.get("type")
+        ref = frame.get("ref")
+        channel = frame.get("channel")
+        route = self._routes.get(channel) if isinstance(channel, str) else None
+        if kind == "message":
+            if route is not None:
+                route.queue.put_nowait(Message.from_dict(frame))
+            return
+        if kind == "subscribed":
+            if route is not None:
+                route.queue.put_nowait(
+                    Subscribed(str(frame["epoch"]), str(frame["from"]), str(frame["head"]))
+                )
+            return
+        future = self._pending.get(ref) if isinstance(ref, str) else None
+        if future is not None:
+            if not future.done():
+                future.set_result(frame)
+            return
+        if kind == "error" and route is not None:
+            error = error_from_payload(frame)
+            if isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
+                # A later token refresh resubscribes everything on the next socket.
+                asyncio.get_running_loop().create_task(self._reauthenticate())
+                return
+            if error.retryable:
+                # e.g. `unavailable` when a replay cannot catch up: subscribe again.
+                self._spawn_send(self._subscribe_frame(route))
+                return
+            del self._routes[route.channel]
+            route.queue.put_nowait(Failure(error))
+            return
+        if kind == "error":
+            log.warning("server error: %s", frame.get("message"))
+
+    async def _reauthenticate(self) -> None:
+        await self._credentials.refresh()
+        if self._ws is not None:
+            await self._ws.close(1000, "reconnecting with a fresh token")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _subscribe_frame(self, route: Route) -> dict[str, Any]:
+        return {
+            "action": "subscribe",
+            "ref": self._ref(),
+            "channel": route.channel,
+            "from": route.resume_from(),
+        }
+
+    def _spawn_send(self, frame: dict[str, Any]) -> None:
+        ws = self._ws
+
+        async def send() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                if ws is not None:
+                    await ws.send(json.dumps(frame, separators=(",", ":")))
+
+        asyncio.get_running_loop().create_task(send())
+
+    def _ref(self) -> str:
+        return f"c{next(self._refs)}"
+
+    def _delay(self, failures: int) -> float:
+        opts = self._options
+        return backoff_delay(failures, opts.backoff_initial, opts.backoff_max, self._rng)
+
+    def _fail_pending(self, error: Callable[[], Exception]) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error())
+        self._pending.clear()
+
+    async def _socket_url(self) -> str:
+        token = await self._credentials.current()
+        if not token:
+            return self._ws_url
+        parts = urlsplit(self._ws_url)
+        query = "&".join(q for q in (parts.query, urlencode({"token": token})) if q)
+        return urlunsplit(parts._replace(query=query))
+
+
+def _is_unauthorized(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) in (401, 403)
+
+
+def ws_url_for(http_url: str) -> str:
+    """The local gateway's socket URL for an HTTP base URL (``http://h:p`` -> ``ws://h:p/ws``)."""
+    parts = urlsplit(http_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))

@@ -1,0 +1,187 @@
+"""The HTTP half of the client: history, channel admin, and batch publishing over /v1."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ._errors import (
+    InternalError,
+    SwitchboardError,
+    UnauthorizedError,
+    UnavailableError,
+    error_from_payload,
+)
+from ._options import Options, backoff_delay
+from ._types import Ack, ChannelInfo, HistoryPage, Message
+
+#: Returns a fresh token; may be a coroutine function. Called when the server says
+#: ``unauthorized`` (and before the first request when no ``token`` was given).
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class Credentials:
+    """The current token plus the optional hook that renews it."""
+
+    def __init__(self, token: str | None, auth: TokenProvider | None) -> None:
+        self.token = token
+        self.auth = auth
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> str | None:
+        if self.token is None and self.auth is not None:
+            await self.refresh()
+        return self.token
+
+    async def refresh(self) -> bool:
+        """Ask the hook for a new token; False when there is no hook to ask."""
+        if self.auth is None:
+            return False
+        async with self._lock:
+            value = self.auth()
+            if inspect.isawaitable(value):
+                value = await value
+            self.token = str(value)
+        return True
+
+
+def channel_path(channel: str) -> str:
+    # Valid names are already path-safe; quoting keeps an invalid one from escaping the path
+    # (the server then answers invalid_channel).
+    return quote(channel, safe=":@._~-")
+
+
+class HttpApi:
+    """Typed calls to the /v1 API with transient-failure retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        options: Options,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._options = options
+        self._rng = rng or random.Random()
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=options.request_timeout,
+            transport=transport,
+            headers={"User-Agent": "switchboard-python"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: Any, id: str) -> Ack:
+        body = await self._request(
+            "POST", f"/v1/channels/{channel_path(channel)}/messages", {"data": data, "id": id}
+        )
+        return Ack.from_dict(body)
+
+    async def publish_many(self, channel: str, items: Sequence[tuple[Any, str]]) -> list[Ack]:
+        payload = [{"data": data, "id": id} for data, id in items]
+        body = await self._request(
+            "POST", f"/v1/channels/{channel_path(channel)}/messages", payload
+        )
+        return [Ack.from_dict(a) for a in body]
+
+    async def history(self, channel: str, from_: str = "-1", limit: int = 100) -> HistoryPage:
+        body = await self._request(
+            "GET",
+            f"/v1/channels/{channel_path(channel)}/messages",
+            params={"from": from_, "limit": str(limit)},
+        )
+        return HistoryPage(
+            messages=[Message.from_dict(m) for m in body["messages"]],
+            next=str(body["next"]),
+            up_to_date=bool(body["up_to_date"]),
+        )
+
+    async def info(self, channel: str) -> ChannelInfo:
+        return ChannelInfo.from_dict(
+            await self._request("GET", f"/v1/channels/{channel_path(channel)}")
+        )
+
+    async def create(self, channel: str, retention: int | None = None) -> ChannelInfo:
+        body = {} if retention is None else {"retention": retention}
+        return ChannelInfo.from_dict(
+            await self._request("PUT", f"/v1/channels/{channel_path(channel)}", body)
+        )
+
+    async def delete(self, channel: str) -> None:
+        await self._request("DELETE", f"/v1/channels/{channel_path(channel)}")
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Send with retries on transport errors and 429/5xx. Every request we retry is
+        idempotent (publishes carry an id), so a retry after a lost response is safe."""
+        refreshed = False
+        attempt = 0
+        while True:
+            headers = {}
+            token = await self._credentials.current()
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = await self._client.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                error: SwitchboardError = UnavailableError(
+                    f"Could not reach {self._client.base_url}: {exc.__class__.__name__}: {exc}. "
+                    "Check the URL and that the server is running."
+                )
+            else:
+                if response.status_code < 400:
+                    return response.json() if response.content else None
+                error = _error_of(response)
+                if isinstance(error, UnauthorizedError) and not refreshed:
+                    refreshed = True
+                    if await self._credentials.refresh():
+                        continue
+                if response.status_code not in _RETRY_STATUSES:
+                    raise error
+            attempt += 1
+            if attempt >= self._options.http_attempts:
+                raise error
+            await asyncio.sleep(
+                backoff_delay(
+                    attempt, self._options.backoff_initial, self._options.backoff_max, self._rng
+                )
+            )
+
+
+def _error_of(response: httpx.Response) -> SwitchboardError:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return error_from_payload(payload["error"], response.status_code)
+    return InternalError(
+        f"The server answered HTTP {response.status_code} without a Switchboard error body "
+        f"({response.text[:120]!r}); is the URL a Switchboard server?",
+        {"status": response.status_code},
+        response.status_code,
+    )
