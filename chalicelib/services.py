@@ -51,7 +51,8 @@ from .ports import (
 )
 from .settings import Settings
 
-logger = Logger(service="switchboard", child=True)
+# Same underlying logger as observability.logger (Powertools configures it once).
+logger = Logger(service="switchboard")
 
 # A DynamoDB transaction holds at most 100 items; one of them is the channel's head.
 _TRANSACTION_ITEMS = 100

@@ -1,0 +1,268 @@
+"""What each Switchboard operation costs on AWS, counted, not timed.
+
+Runs the real services over DynamoDB on moto with a botocore hook that records every call,
+derives the capacity units DynamoDB would bill from the items' sizes (moto's own
+ConsumedCapacity figures are fixed fakes), and prices them with the public on-demand prices.
+
+    .venv/bin/python bench/costs.py            # prints a markdown report
+    .venv/bin/python bench/costs.py --json     # machine-readable
+
+Never benchmark AWS *latency* on moto; operation counts are what transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.update(
+    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1", AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+    POWERTOOLS_LOG_LEVEL="ERROR", POWERTOOLS_METRICS_DISABLED="true",
+)
+
+from chalicelib import bootstrap
+from chalicelib.adapters.clock import SystemClock
+from chalicelib.adapters.memory import RecordingSender
+from chalicelib.core.messages import NewMessage
+from chalicelib.services import WsContext
+from chalicelib.settings import Settings
+from tests.support.aws import dynamo_store, moto_dynamodb
+
+# Public prices, us-east-1, checked 2026-11 (DynamoDB on-demand after the Nov 2024 cut).
+PRICE_WRU = 0.625 / 1e6  # per write request unit
+PRICE_RRU = 0.125 / 1e6  # per read request unit
+PRICE_WS_MESSAGE = 1.00 / 1e6  # API Gateway WebSocket, per message (32 KB increments)
+PRICE_LAMBDA_REQUEST = 0.20 / 1e6
+PRICE_LAMBDA_GB_S_ARM = 0.0000133334
+PRICE_REST_REQUEST = 3.50 / 1e6  # API Gateway REST API, first 333 M
+
+
+def attribute_size(value: dict[str, Any]) -> int:
+    (kind, raw), = value.items()
+    if kind == "S":
+        return len(str(raw).encode())
+    if kind == "N":
+        digits = str(raw).lstrip("-").replace(".", "").strip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if kind == "B":
+        return len(raw)
+    if kind in ("SS",):
+        return sum(len(s.encode()) for s in raw)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_size(v) for k, v in raw.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(v) + 1 for v in raw)
+    return 8
+
+
+def item_size(item: dict[str, Any]) -> int:
+    return sum(len(k.encode()) + attribute_size(v) for k, v in item.items())
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def read_units(size: int, consistent: bool) -> float:
+    units = max(1, math.ceil(size / 4096))
+    return float(units) if consistent else units / 2
+
+
+@dataclass
+class Meter:
+    calls: Counter[str] = field(default_factory=Counter)
+    wru: float = 0.0
+    rru: float = 0.0
+
+    def after(self, http_response: Any, parsed: dict[str, Any], model: Any,
+              **kwargs: Any) -> None:
+        name = model.name
+        self.calls[name] += 1
+        params = kwargs.get("context", {}).get("sb_params") or {}
+        self._account(name, params, parsed)
+
+    def provide(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["sb_params"] = params
+
+    def _account(self, name: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
+        consistent = bool(params.get("ConsistentRead"))
+        if name == "PutItem":
+            self.wru += write_units(item_size(params["Item"]))
+        elif name in ("UpdateItem", "DeleteItem"):
+            self.wru += 1  # every item we update or delete is well under 1 KB
+        elif name == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                (kind, op), = entry.items()
+                size = item_size(op["Item"]) if kind == "Put" else 100
+                self.wru += 2 * write_units(size)
+        elif name == "GetItem":
+            self.rru += read_units(item_size(parsed.get("Item", {})), consistent)
+        elif name == "Query":
+            size = sum(item_size(i) for i in parsed.get("Items", []))
+            self.rru += read_units(size, consistent)
+        elif name == "BatchGetItem":
+            for table, spec in params["RequestItems"].items():
+                for item in parsed.get("Responses", {}).get(table, []):
+                    self.rru += read_units(item_size(item), spec.get("ConsistentRead", False))
+                missing = len(spec["Keys"]) - len(parsed.get("Responses", {}).get(table, []))
+                self.rru += missing * read_units(0, spec.get("ConsistentRead", False))
+        elif name == "BatchWriteItem":
+            for requests in params["RequestItems"].values():
+                self.wru += len(requests)
+
+    def snapshot(self) -> tuple[Counter[str], float, float]:
+        return Counter(self.calls), self.wru, self.rru
+
+    def since(self, mark: tuple[Counter[str], float, float]) -> dict[str, Any]:
+        calls = self.calls - mark[0]
+        return {"calls": dict(sorted(calls.items())), "wru": self.wru - mark[1],
+                "rru": self.rru - mark[2]}
+
+
+def per(result: dict[str, Any], n: int) -> dict[str, Any]:
+    return {
+        "calls": {k: v / n for k, v in result["calls"].items()},
+        "wru": result["wru"] / n,
+        "rru": result["rru"] / n,
+    }
+
+
+def measure() -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with moto_dynamodb() as client:
+        meter = Meter()
+        client.meta.events.register("provide-client-params.dynamodb.*", meter.provide)
+        client.meta.events.register("after-call.dynamodb.*", meter.after)
+        store = dynamo_store(client)
+        sender = RecordingSender()
+        services = bootstrap.build(Settings(), store, store, sender, SystemClock(),
+                                   rng=random.Random(1))
+        data = {"type": "token", "text": "x" * 160}  # ~200-byte message
+
+        def ws(cid: str) -> WsContext:
+            return WsContext(cid, "https://example/api")
+
+        services.channels.create("bench:warm")
+        n = 50
+
+        mark = meter.snapshot()
+        for _ in range(n):
+            services.sessions.handle(ws("p"), json.dumps(
+                {"action": "publish", "channel": "bench:warm", "data": data}))
+        results["publish (WebSocket, no id)"] = per(meter.since(mark), n)
+
+        mark = meter.snapshot()
+        for i in range(n):
+            services.sessions.handle(ws("p"), json.dumps(
+                {"action": "publish", "channel": "bench:warm", "data": data, "id": f"m{i}"}))
+        results["publish (WebSocket, with id)"] = per(meter.since(mark), n)
+
+        mark = meter.snapshot()
+        services.channels.publish(
+            "bench:warm",
+            [NewMessage(services.channels.encode(data), f"b{i}") for i in range(10)])
+        results["publish (REST batch of 10 with ids), per message"] = per(meter.since(mark), 10)
+
+        mark = meter.snapshot()
+        services.sessions.connect(ws("s1"))
+        results["$connect"] = meter.since(mark)
+
+        mark = meter.snapshot()
+        services.sessions.handle(ws("s1"), json.dumps(
+            {"action": "subscribe", "channel": "bench:warm"}))
+        results["subscribe from now"] = meter.since(mark)
+
+        services.sessions.connect(ws("s2"))
+        mark = meter.snapshot()
+        services.sessions.handle(ws("s2"), json.dumps(
+            {"action": "subscribe", "channel": "bench:warm", "from": "-1"}))
+        replayed = services.channels.store.get_channel("bench:warm").head  # type: ignore[union-attr]
+        results[f"subscribe from -1 (replays {replayed})"] = meter.since(mark)
+
+        for subscribers in (1, 10):
+            channel = f"bench:fan{subscribers}"
+            services.channels.create(channel)
+            for s in range(subscribers):
+                services.sessions.connect(ws(f"f{subscribers}-{s}"))
+                services.sessions.handle(ws(f"f{subscribers}-{s}"), json.dumps(
+                    {"action": "subscribe", "channel": channel}))
+            stored = services.channels.store.append(  # type: ignore[attr-defined]
+                services.channels.get(channel),
+                [NewMessage(services.channels.encode(data))], 0, 2**40)
+            records = [(str(i), m) for i, m in enumerate(stored)]
+            posts_before = sum(len(v) for v in sender.sent.values())
+            mark = meter.snapshot()
+            services.fanout.fan_out(records)
+            cost = meter.since(mark)
+            cost["api_gateway_posts"] = sum(len(v) for v in sender.sent.values()) - posts_before
+            results[f"fan-out of one message to {subscribers} subscriber(s)"] = cost
+
+        mark = meter.snapshot()
+        services.sessions.disconnect("s1")
+        results["$disconnect (1 subscription)"] = meter.since(mark)
+    return results
+
+
+def dollars_per_million(results: dict[str, Any], subscribers: int) -> dict[str, float]:
+    """Cost of one million messages published over WebSocket (with ids) and delivered."""
+    publish = results["publish (WebSocket, with id)"]
+    fan = results[f"fan-out of one message to {subscribers} subscriber(s)"]
+    ddb = (publish["wru"] + fan["wru"]) * PRICE_WRU + (publish["rru"] + fan["rru"]) * PRICE_RRU
+    # Inbound publish frame + its ack + one post per subscriber; fan-out batches of up to 100
+    # records share one invocation, so stream-triggered Lambda requests are ~1/100 per message.
+    ws_messages = 2 + subscribers
+    lambda_requests = 1 + 0.01
+    gb_s = 0.256 * (0.030 + 0.010 * subscribers / 16)  # 256 MB, ~30 ms publish (estimate)
+    return {
+        "dynamodb": ddb * 1e6,
+        "api_gateway_websocket": ws_messages * PRICE_WS_MESSAGE * 1e6,
+        "lambda": (lambda_requests * PRICE_LAMBDA_REQUEST + gb_s * PRICE_LAMBDA_GB_S_ARM) * 1e6,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = ["| operation | DynamoDB calls | WRU | RRU | API GW posts |",
+             "|---|---|---:|---:|---:|"]
+    for name, r in results.items():
+        calls = ", ".join(f"{k} {v:g}" for k, v in r["calls"].items())
+        lines.append(f"| {name} | {calls} | {r['wru']:.2f} | {r['rru']:.2f} | "
+                     f"{r.get('api_gateway_posts', '')} |")
+    lines.append("")
+    lines.append("| per million messages (WebSocket publish with id) | DynamoDB | "
+                 "API Gateway WS | Lambda | total |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for subscribers in (1, 10):
+        cost = dollars_per_million(results, subscribers)
+        lines.append(f"| {subscribers} subscriber(s) | ${cost['dynamodb']:.2f} | "
+                     f"${cost['api_gateway_websocket']:.2f} | ${cost['lambda']:.2f} | "
+                     f"${sum(cost.values()):.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = measure()
+    if args.json:
+        print(json.dumps({"operations": results,
+                          "per_million": {s: dollars_per_million(results, s) for s in (1, 10)}},
+                         indent=2))
+    else:
+        print(report(results))
+
+
+if __name__ == "__main__":
+    main()
