@@ -10,13 +10,19 @@ import boto3
 from moto import mock_aws
 
 from chalicelib.adapters.dynamodb import DynamoStore, table_definitions
+from switchboard.dev import moto_patch
 
 TABLES = ("sb-channels", "sb-messages", "sb-connections")
 
 
 @contextmanager
 def moto_dynamodb() -> Iterator[Any]:
-    """A fresh in-process moto with the three tables (TTL on ``expires_at``); yields a client."""
+    """A fresh in-process moto with the three tables (TTL on ``expires_at``); yields a client.
+
+    moto serializes nothing (two concurrent conditional writes can both pass), so the same
+    patch the dev server uses makes each request atomic, as DynamoDB is.
+    """
+    moto_patch.install()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         for definition in table_definitions(*TABLES):
