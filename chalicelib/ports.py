@@ -8,16 +8,34 @@ adapter (DynamoDB, the API Gateway Management API). One contract suite
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from .core.channels import ChannelMeta
 from .core.messages import NewMessage, StoredMessage
+from .core.producers import ProducerState
 from .core.subscriptions import Connection, Subscription
 
 
 class AppendConflictError(Exception):
     """The channel moved (head, epoch or a claimed id) since it was read: read and retry."""
+
+
+@dataclass(frozen=True)
+class AppendGuard:
+    """Durable Streams state committed atomically with an append (all optional).
+
+    The append fails with AppendConflictError unless the stream is still open and the
+    producer's stored state is still ``producer_before`` (None: no state in this epoch), so
+    the caller's validation holds at commit time; on conflict it re-reads and re-validates.
+    """
+
+    producer: ProducerState | None = None  # the producer's state after this append
+    producer_before: ProducerState | None = None
+    stream_seq: str | None = None  # the new last Stream-Seq
+    close: bool = False  # close the stream with this append (messages may be empty)
+    stream_expires_at: int | None = None  # the new expiry of a stream with a sliding TTL
 
 
 class ChannelExistsError(Exception):
@@ -65,11 +83,20 @@ class MessageStore(Protocol):
         messages: Sequence[NewMessage],
         ts: int,
         expires_at: int,
+        guard: AppendGuard | None = None,
     ) -> list[StoredMessage]:
         """Atomically store ``messages`` at seqs ``meta.head + 1 …`` and claim their ids.
 
-        Raises AppendConflictError if the head or epoch moved or an id is already claimed.
+        Raises AppendConflictError if the head or epoch moved or an id is already claimed;
+        with a ``guard``, also if the stream was closed or the producer's state moved.
         """
+
+    def get_producer(self, meta: ChannelMeta, producer_id: str) -> ProducerState | None:
+        """Strongly consistent read of a producer's state in this epoch of the channel."""
+
+    def extend_expiry(self, meta: ChannelMeta, stream_expires_at: int) -> None:
+        """Push a sliding-TTL stream's expiry later (never earlier), if it is still ``meta``'s
+        epoch."""
 
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         """The seqs of ids already published in this epoch of the channel."""

@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger
 from .core import frames
 from .core.channels import ChannelMeta, resolve_start
 from .core.errors import (
+    ConflictError,
     EpochMismatchError,
     InternalError,
     NotFoundError,
@@ -35,9 +36,17 @@ from .core.messages import (
 )
 from .core.names import namespace_of, validate_channel
 from .core.offsets import StartRequest, encode, new_epoch
+from .core.producers import (
+    ProducerRequest,
+    ProducerState,
+    Verdict,
+    check_producer,
+    check_stream_seq,
+)
 from .core.subscriptions import Connection, Subscription, SubscriptionState
 from .ports import (
     AppendConflictError,
+    AppendGuard,
     ChannelExistsError,
     Clock,
     ConnectionGoneError,
@@ -56,6 +65,29 @@ logger = Logger(service="switchboard")
 
 # A DynamoDB transaction holds at most 100 items; one of them is the channel's head.
 _TRANSACTION_ITEMS = 100
+# ... and at most 4 MB: leave room for keys and attributes.
+_TRANSACTION_BYTES = 3_500_000
+
+
+class StreamClosedError(ConflictError):
+    """A Durable Streams append to a closed stream (409 with ``Stream-Closed: true``)."""
+
+    def __init__(self, meta: ChannelMeta) -> None:
+        super().__init__(
+            f"Stream {meta.name!r} is closed: it takes no more appends. Read it to the end, "
+            "or create a new stream.",
+            {"channel": meta.name, "offset": meta.head_offset},
+        )
+        self.meta = meta
+
+
+@dataclass(frozen=True)
+class StreamAppend:
+    """The outcome of a Durable Streams append."""
+
+    meta: ChannelMeta  # the channel after the append (its head is the new tail)
+    duplicate: bool = False  # an idempotent producer's retry: nothing was stored
+    producer: ProducerState | None = None  # the producer's state after the append
 
 
 class Metrics:
@@ -296,6 +328,143 @@ class ChannelService:
             out.extend(m for m in page if m.expires_at > now_s)
             cursor = page[-1].seq
         return out
+
+    # -- Durable Streams appends -----------------------------------------------------------
+
+    def append_stream(
+        self,
+        name: str,
+        messages: Sequence[NewMessage],
+        content_type: str | None,
+        producer: ProducerRequest | None = None,
+        stream_seq: str | None = None,
+        close: bool = False,
+    ) -> StreamAppend:
+        """Append with the Durable Streams rules: idempotent producers, ``Stream-Seq``,
+        closing, sliding TTL.
+
+        Validation runs against freshly read state and the append commits only if that state
+        still holds (one transaction, conditioned on head, open stream and producer state);
+        a lost race re-reads and validates again, so a retry that raced its original is
+        recognised as a duplicate rather than stored twice.
+        """
+        for message in messages:
+            check_size(len(message.body), self.settings.max_message_bytes)
+        guarded = producer is not None or stream_seq is not None or close
+        fits = len(messages) + 2 <= _TRANSACTION_ITEMS and (
+            sum(len(m.body) for m in messages) <= _TRANSACTION_BYTES
+        )
+        if not fits and guarded:
+            raise TooLargeError(
+                "An append with producer, Stream-Seq or close headers is committed in one "
+                f"transaction: at most {_TRANSACTION_ITEMS - 2} messages and "
+                f"{_TRANSACTION_BYTES} bytes. Split it into smaller batches.",
+                {"max_messages": _TRANSACTION_ITEMS - 2, "max_bytes": _TRANSACTION_BYTES},
+            )
+        for attempt in range(1, self.settings.publish_attempts + 1):
+            meta = self.get(name)
+            state = None
+            if producer is not None:
+                state = self.store.get_producer(meta, producer.producer_id)
+                if check_producer(state, producer) is Verdict.DUPLICATE:
+                    return StreamAppend(meta, duplicate=True, producer=state)
+            if meta.closed:
+                if close and not messages:
+                    return StreamAppend(meta, producer=state)  # closing twice is a no-op
+                raise StreamClosedError(meta)
+            if messages and content_type is not None and content_type != meta.content_type:
+                raise ConflictError(
+                    f"Stream {name!r} holds {meta.content_type}; this append is "
+                    f"{content_type}. Send the stream's content type.",
+                    {"content_type": meta.content_type},
+                )
+            if stream_seq is not None:
+                check_stream_seq(meta.stream_seq, stream_seq)
+            new_state = (
+                ProducerState(producer.producer_id, producer.epoch, producer.seq)
+                if producer is not None
+                else None
+            )
+            now = self.clock.now_ms()
+            guard = AppendGuard(
+                producer=new_state,
+                producer_before=state,
+                stream_seq=stream_seq,
+                close=close,
+                stream_expires_at=self.sliding_expiry(meta, now),
+            )
+            if not fits:
+                return self._append_chunked(meta, messages, guard)
+            try:
+                stored = self.store.append(
+                    meta, messages, ts=now, expires_at=now // 1000 + meta.retention_s,
+                    guard=guard,
+                )
+            except AppendConflictError:
+                self.clock.sleep(self._backoff(attempt))
+                continue
+            self.metrics.count("MessagesPublished", len(stored))
+            after = meta.with_head(stored[-1].seq) if stored else meta
+            return StreamAppend(
+                replace(after, closed=close, stream_seq=stream_seq or meta.stream_seq),
+                producer=new_state,
+            )
+        raise UnavailableError(
+            f"Stream {name!r} is too busy right now; retry the append (with producer headers "
+            "it cannot be stored twice).",
+            {"channel": name},
+        )
+
+    def _append_chunked(
+        self, meta: ChannelMeta, messages: Sequence[NewMessage], guard: AppendGuard
+    ) -> StreamAppend:
+        """A plain append too big for one transaction: consecutive guarded chunks (each
+        refuses a closed stream), retried per chunk on a lost race."""
+        pending = list(messages)
+        conflicts = 0
+        while pending:
+            size, count = 0, 0
+            for message in pending:
+                if count + 2 > _TRANSACTION_ITEMS or size + len(message.body) > (
+                    _TRANSACTION_BYTES
+                ):
+                    break
+                size, count = size + len(message.body), count + 1
+            now = self.clock.now_ms()
+            try:
+                stored = self.store.append(
+                    meta, pending[:count], ts=now, expires_at=now // 1000 + meta.retention_s,
+                    guard=guard,
+                )
+            except AppendConflictError:
+                conflicts += 1
+                if conflicts >= self.settings.publish_attempts:
+                    raise UnavailableError(
+                        f"Stream {meta.name!r} is too busy right now; retry the append.",
+                        {"channel": meta.name},
+                    ) from None
+                self.clock.sleep(self._backoff(conflicts))
+                meta = self.get(meta.name)
+                if meta.closed:
+                    raise StreamClosedError(meta) from None
+                continue
+            self.metrics.count("MessagesPublished", len(stored))
+            meta = meta.with_head(stored[-1].seq)
+            pending = pending[count:]
+        return StreamAppend(meta)
+
+    def sliding_expiry(self, meta: ChannelMeta, now_ms: int) -> int | None:
+        """The new expiry of a stream with a ``Stream-TTL`` (renewed on every access), in
+        epoch seconds rounded up so a stream never lives less than its TTL."""
+        if meta.ttl_s is None:
+            return None
+        return -(-(now_ms + meta.ttl_s * 1000) // 1000)
+
+    def touch(self, meta: ChannelMeta) -> None:
+        """A read renews a sliding TTL (one conditional write, only for TTL streams)."""
+        expiry = self.sliding_expiry(meta, self.clock.now_ms())
+        if expiry is not None and expiry != meta.expires_at:
+            self.store.extend_expiry(meta, expiry)
 
     def _now_s(self) -> int:
         return self.clock.now_ms() // 1000

@@ -23,8 +23,15 @@ from botocore.exceptions import ClientError
 
 from ..core.channels import ChannelMeta
 from ..core.messages import NewMessage, StoredMessage
+from ..core.producers import ProducerState
 from ..core.subscriptions import Connection, Subscription, SubscriptionState
-from ..ports import AppendConflictError, ChannelExistsError, GoLive, SubscriptionLimitError
+from ..ports import (
+    AppendConflictError,
+    AppendGuard,
+    ChannelExistsError,
+    GoLive,
+    SubscriptionLimitError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -71,6 +78,11 @@ def _claim_key(channel: str, epoch: str, message_id: str) -> str:
     return f"{channel}#id#{epoch}#{message_id}"
 
 
+def _producer_key(channel: str, producer_id: str) -> str:
+    # One item per producer id; ``cepoch`` says which life of the channel it belongs to.
+    return f"{channel}#producer#{producer_id}"
+
+
 def _conn_key(connection_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"conn#{connection_id}"}, "sk": {"S": "conn"}}
 
@@ -102,6 +114,8 @@ def meta_from_item(item: dict[str, Any]) -> ChannelMeta:
         content_type=item["ctype"]["S"],
         expires_at=int(item["stream_expires"]["N"]) if "stream_expires" in item else None,
         ttl_s=int(item["ttl_s"]["N"]) if "ttl_s" in item else None,
+        closed=bool(item.get("closed", {}).get("BOOL", False)),
+        stream_seq=item["wseq"]["S"] if "wseq" in item else None,
     )
 
 
@@ -183,6 +197,10 @@ class DynamoStore:
             item[TTL_ATTRIBUTE] = _n(meta.expires_at + 86400)
         if meta.ttl_s is not None:
             item["ttl_s"] = _n(meta.ttl_s)
+        if meta.closed:
+            item["closed"] = {"BOOL": True}
+        if meta.stream_seq is not None:
+            item["wseq"] = {"S": meta.stream_seq}
         try:
             self.client.put_item(
                 TableName=self.channels_table,
@@ -217,22 +235,26 @@ class DynamoStore:
         return True
 
     def append(
-        self, meta: ChannelMeta, messages: Sequence[NewMessage], ts: int, expires_at: int
+        self,
+        meta: ChannelMeta,
+        messages: Sequence[NewMessage],
+        ts: int,
+        expires_at: int,
+        guard: AppendGuard | None = None,
     ) -> list[StoredMessage]:
         new_head = meta.head + len(messages)
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.channels_table,
-                    "Key": {"pk": {"S": meta.name}},
-                    "UpdateExpression": "SET head = :new",
-                    "ConditionExpression": "epoch = :e AND head = :h",
-                    "ExpressionAttributeValues": {
-                        ":new": _n(new_head), ":e": {"S": meta.epoch}, ":h": _n(meta.head),
-                    },
-                }
-            }
-        ]
+        head_update: dict[str, Any] = {
+            "TableName": self.channels_table,
+            "Key": {"pk": {"S": meta.name}},
+            "UpdateExpression": "SET head = :new",
+            "ConditionExpression": "epoch = :e AND head = :h",
+            "ExpressionAttributeValues": {
+                ":new": _n(new_head), ":e": {"S": meta.epoch}, ":h": _n(meta.head),
+            },
+        }
+        items: list[dict[str, Any]] = [{"Update": head_update}]
+        if guard is not None:
+            self._guard(meta, guard, head_update, items, expires_at)
         stored: list[StoredMessage] = []
         for offset, message in enumerate(messages, start=1):
             seq = meta.head + offset
@@ -265,6 +287,89 @@ class DynamoStore:
                 raise AppendConflictError(meta.name) from None
             raise
         return stored
+
+    def _guard(
+        self,
+        meta: ChannelMeta,
+        guard: AppendGuard,
+        head_update: dict[str, Any],
+        items: list[dict[str, Any]],
+        expires_at: int,
+    ) -> None:
+        """Add a Durable Streams guard to an append transaction: the stream must still be
+        open and the producer's state unchanged; the new state commits with the messages."""
+        values = head_update["ExpressionAttributeValues"]
+        head_update["ConditionExpression"] += " AND attribute_not_exists(closed)"
+        sets = []
+        if guard.close:
+            sets.append("closed = :closed")
+            values[":closed"] = {"BOOL": True}
+        if guard.stream_seq is not None:
+            sets.append("wseq = :wseq")
+            values[":wseq"] = {"S": guard.stream_seq}
+        if guard.stream_expires_at is not None:
+            sets.append(f"stream_expires = :sexp, {TTL_ATTRIBUTE} = :mexp")
+            values[":sexp"] = _n(guard.stream_expires_at)
+            values[":mexp"] = _n(guard.stream_expires_at + 86400)
+        if sets:
+            head_update["UpdateExpression"] += ", " + ", ".join(sets)
+        producer = guard.producer
+        if producer is None:
+            return
+        before = guard.producer_before
+        condition_values: dict[str, Any] = {":ce": {"S": meta.epoch}}
+        if before is None:
+            condition = "attribute_not_exists(pk) OR cepoch <> :ce"
+        else:
+            condition = "cepoch = :ce AND pepoch = :pe AND pseq = :ps"
+            condition_values.update({":pe": _n(before.epoch), ":ps": _n(before.last_seq)})
+        items.append(
+            {
+                "Put": {
+                    "TableName": self.channels_table,
+                    "Item": {
+                        "pk": {"S": _producer_key(meta.name, producer.producer_id)},
+                        "cepoch": {"S": meta.epoch},
+                        "pepoch": _n(producer.epoch),
+                        "pseq": _n(producer.last_seq),
+                        # Kept as long as the data it deduplicates.
+                        TTL_ATTRIBUTE: _n(expires_at),
+                    },
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": condition_values,
+                }
+            }
+        )
+
+    def get_producer(self, meta: ChannelMeta, producer_id: str) -> ProducerState | None:
+        item = self.client.get_item(
+            TableName=self.channels_table,
+            Key={"pk": {"S": _producer_key(meta.name, producer_id)}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item or item["cepoch"]["S"] != meta.epoch:
+            return None  # none yet, or a leftover of a deleted life of the channel
+        return ProducerState(producer_id, int(item["pepoch"]["N"]), int(item["pseq"]["N"]))
+
+    def extend_expiry(self, meta: ChannelMeta, stream_expires_at: int) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.channels_table,
+                Key={"pk": {"S": meta.name}},
+                UpdateExpression=f"SET stream_expires = :sexp, {TTL_ATTRIBUTE} = :mexp",
+                ConditionExpression=(
+                    "epoch = :e AND (attribute_not_exists(stream_expires) "
+                    "OR stream_expires < :sexp)"
+                ),
+                ExpressionAttributeValues={
+                    ":e": {"S": meta.epoch},
+                    ":sexp": _n(stream_expires_at),
+                    ":mexp": _n(stream_expires_at + 86400),
+                },
+            )
+        except ClientError as error:
+            if not _is_conflict(error):  # already later, or the stream is gone: fine
+                raise
 
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}

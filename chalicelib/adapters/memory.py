@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 
 from ..core.channels import ChannelMeta
 from ..core.messages import NewMessage, StoredMessage
+from ..core.producers import ProducerState
 from ..core.subscriptions import Connection, Subscription, SubscriptionState
 from ..ports import (
     AppendConflictError,
+    AppendGuard,
     ChannelExistsError,
     ConnectionGoneError,
     GoLive,
@@ -31,6 +33,7 @@ class MemoryStore:
         self.channels: dict[str, ChannelMeta] = {}
         self.logs: dict[tuple[str, str], dict[int, StoredMessage]] = {}
         self.ids: dict[tuple[str, str, str], int] = {}
+        self.producers: dict[tuple[str, str, str], ProducerState] = {}
         self.connections: dict[str, Connection] = {}
         self.connection_channels: dict[str, set[str]] = {}
         self.subs: dict[str, dict[str, Subscription]] = {}
@@ -60,12 +63,24 @@ class MemoryStore:
             return True
 
     def append(
-        self, meta: ChannelMeta, messages: Sequence[NewMessage], ts: int, expires_at: int
+        self,
+        meta: ChannelMeta,
+        messages: Sequence[NewMessage],
+        ts: int,
+        expires_at: int,
+        guard: AppendGuard | None = None,
     ) -> list[StoredMessage]:
         with self._lock:
             current = self.channels.get(meta.name)
             if current is None or current.epoch != meta.epoch or current.head != meta.head:
                 raise AppendConflictError(meta.name)
+            if guard is not None:
+                if current.closed:
+                    raise AppendConflictError(meta.name)
+                if guard.producer is not None:
+                    key = (meta.name, meta.epoch, guard.producer.producer_id)
+                    if self.producers.get(key) != guard.producer_before:
+                        raise AppendConflictError(meta.name)
             for message in messages:
                 if message.id is not None and (meta.name, meta.epoch, message.id) in self.ids:
                     raise AppendConflictError(meta.name)
@@ -87,8 +102,32 @@ class MemoryStore:
                     self.ids[(meta.name, meta.epoch, message.id)] = item.seq
                 stored.append(item)
             self.stream.extend(stored)
-            self.channels[meta.name] = current.with_head(meta.head + len(messages))
+            updated = current.with_head(meta.head + len(messages))
+            if guard is not None:
+                if guard.producer is not None:
+                    self.producers[(meta.name, meta.epoch, guard.producer.producer_id)] = (
+                        guard.producer
+                    )
+                updated = replace(
+                    updated,
+                    closed=guard.close,
+                    stream_seq=guard.stream_seq or updated.stream_seq,
+                    expires_at=guard.stream_expires_at or updated.expires_at,
+                )
+            self.channels[meta.name] = updated
             return stored
+
+    def get_producer(self, meta: ChannelMeta, producer_id: str) -> ProducerState | None:
+        with self._lock:
+            return self.producers.get((meta.name, meta.epoch, producer_id))
+
+    def extend_expiry(self, meta: ChannelMeta, stream_expires_at: int) -> None:
+        with self._lock:
+            current = self.channels.get(meta.name)
+            if current is not None and current.epoch == meta.epoch and (
+                current.expires_at is None or current.expires_at < stream_expires_at
+            ):
+                self.channels[meta.name] = replace(current, expires_at=stream_expires_at)
 
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         with self._lock:

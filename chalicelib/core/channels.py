@@ -21,6 +21,9 @@ class ChannelMeta:
     # Durable Streams stream lifetime (Stream-TTL / Stream-Expires-At), epoch seconds.
     expires_at: int | None = None
     ttl_s: int | None = None
+    # Durable Streams: a closed stream takes no more appends; the last Stream-Seq accepted.
+    closed: bool = False
+    stream_seq: str | None = None
 
     @property
     def head_offset(self) -> str:
