@@ -42,3 +42,11 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build chalice.out cdk.out
+
+# `make package` (every stage) or `make package STAGE=prod`: chalice package + the infra/
+# merge fragment + cfn-lint, offline (no AWS account; PyPI for the Lambda wheels). Output in
+# build/<stage>/ (sam.json + deployment.zip); docs/deploy.md takes it from there.
+.PHONY: package
+package: venv
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} \
+	  $(BIN)/python -m infra.package $(if $(STAGE),--stage $(STAGE))

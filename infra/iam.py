@@ -1,0 +1,224 @@
+"""Least-privilege IAM for each Lambda function, written by hand from the code.
+
+One table of grants feeds two outputs:
+
+- :func:`cloudformation_policy`: the role policy merged into the packaged stack, with exact ARNs
+  (``Fn::GetAtt`` on the tables, the stream, the queue; ``Ref`` on the WebSocket API);
+- :func:`chalice_policy`: the same actions for ``.chalice/policy-<stage>-<function>.json``,
+  which Chalice needs on disk (``autogen_policy`` is off) and which ``chalice deploy`` would use;
+  its ARNs are pinned by name because the account, region and API id are unknown there.
+
+Where the actions come from (chalicelib/adapters/dynamodb.py, read per call):
+
+- channels:    GetItem (get_channel, first read of a subscribe), PutItem (create_channel, the
+               id claims inside ``append``'s transaction), UpdateItem (the head, in the same
+               transaction), DeleteItem (delete_channel), BatchGetItem (find_ids),
+               ConditionCheckItem (go_live's transaction);
+- messages:    PutItem (``append``'s transaction), Query (read, first_retained), GetItem
+               (first_retained's binary search over expired items);
+- connections: PutItem (put_connection, subscribe), UpdateItem (subscribe, unsubscribe, go_live),
+               GetItem + BatchWriteItem (delete_connection), DeleteItem (unsubscribe),
+               Query (subscribers: fan-out only).
+
+TransactWriteItems has no IAM action of its own: each item is authorised as the PutItem,
+UpdateItem or ConditionCheckItem it is. Nothing Scans, and no function gets ``dynamodb:*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CHANNELS, MESSAGES, CONNECTIONS = "channels", "messages", "connections"
+TABLES = (CHANNELS, MESSAGES, CONNECTIONS)
+
+# CloudFormation logical ids of what the grants point at (declared in infra/stack.py).
+TABLE_LOGICAL_IDS = {
+    CHANNELS: "ChannelsTable",
+    MESSAGES: "MessagesTable",
+    CONNECTIONS: "ConnectionsTable",
+}
+WEBSOCKET_API_LOGICAL_ID = "WebsocketAPI"  # Chalice's name for the WebSocket API
+DLQ_LOGICAL_ID = "FanoutDeadLetterQueue"
+SECRET_LOGICAL_ID = "SigningSecret"
+
+# What ChannelService does against the store: every function that publishes or reads.
+_CHANNEL_SERVICE = {
+    CHANNELS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"),
+    MESSAGES: ("GetItem", "PutItem", "Query"),
+}
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What one function may do. Table actions are DynamoDB action names without the prefix."""
+
+    tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # POST /@connections/{id} (PostToConnection) on this stack's WebSocket API.
+    post_to_connections: bool = False
+    read_messages_stream: bool = False
+    send_to_dlq: bool = False
+    # The signing keys of issue 6 (API keys and signed tokens): who issues or verifies tokens.
+    read_signing_secret: bool = False
+
+    def table_actions(self, table: str) -> list[str]:
+        return sorted(f"dynamodb:{a}" for a in set(self.tables.get(table, ())))
+
+
+def _merge(*parts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    merged: dict[str, set[str]] = {}
+    for part in parts:
+        for table, actions in part.items():
+            merged.setdefault(table, set()).update(actions)
+    return {table: tuple(sorted(actions)) for table, actions in merged.items()}
+
+
+# Keys are Chalice's function names (the ``lambda_functions`` keys of .chalice/config.json).
+FUNCTIONS: dict[str, Grants] = {
+    # Every REST route: /v1/channels/* and /v1/stream/* (ChannelService only).
+    "api_handler": Grants(tables=_CHANNEL_SERVICE, read_signing_secret=True),
+    # $connect stores the connection item; tokens will be verified here (issue 6).
+    "websocket_connect": Grants(
+        tables={CONNECTIONS: ("PutItem",)}, read_signing_secret=True
+    ),
+    # $default: publish, subscribe (replay, go live), unsubscribe, replies to the sender;
+    # a Gone reply deletes the connection (GetItem + BatchWriteItem).
+    "websocket_message": Grants(
+        tables=_merge(
+            _CHANNEL_SERVICE,
+            {
+                CHANNELS: ("ConditionCheckItem",),
+                CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"),
+            },
+        ),
+        post_to_connections=True,
+        read_signing_secret=True,
+    ),
+    "websocket_disconnect": Grants(tables={CONNECTIONS: ("GetItem", "BatchWriteItem")}),
+    # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets.
+    "fanout_records": Grants(
+        tables={CONNECTIONS: ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem")},
+        post_to_connections=True,
+        read_messages_stream=True,
+        send_to_dlq=True,
+    ),
+}
+
+# Chalice's CloudFormation logical ids for each function (and its role: ``<id>Role``... except
+# the REST handler, whose function is ``APIHandler`` but whose role is ``ApiHandlerRole``).
+FUNCTION_LOGICAL_IDS = {
+    "api_handler": "APIHandler",
+    "websocket_connect": "WebsocketConnect",
+    "websocket_message": "WebsocketMessage",
+    "websocket_disconnect": "WebsocketDisconnect",
+    "fanout_records": "FanoutRecords",
+}
+ROLE_LOGICAL_IDS = {
+    "api_handler": "ApiHandlerRole",
+    "websocket_connect": "WebsocketConnectRole",
+    "websocket_message": "WebsocketMessageRole",
+    "websocket_disconnect": "WebsocketDisconnectRole",
+    "fanout_records": "FanoutRecordsRole",
+}
+LOG_GROUP_LOGICAL_IDS = {
+    function: role.removesuffix("Role") + "LogGroup" for function, role in ROLE_LOGICAL_IDS.items()
+}
+# Short, stage-prefixed Lambda names (they also name the log groups the roles may write to).
+FUNCTION_NAMES = {
+    "api_handler": "rest",
+    "websocket_connect": "ws-connect",
+    "websocket_message": "ws-message",
+    "websocket_disconnect": "ws-disconnect",
+    "fanout_records": "fanout",
+}
+
+STREAM_READ_ACTIONS = [
+    "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+]
+# The stream itself is chosen by the event source mapping; ListStreams has no resource-level
+# permissions (IAM accepts only "*"), and it lists stream ARNs, not data.
+LIST_STREAMS_ACTION = "dynamodb:ListStreams"
+LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+
+
+def function_name(app: str, stage: str, function: str) -> str:
+    return f"{app}-{stage}-{FUNCTION_NAMES[function]}"
+
+
+def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+@dataclass(frozen=True)
+class _Arns:
+    """How to name each resource: intrinsics in the stack, name patterns for Chalice."""
+
+    table: Any
+    stream: Any
+    connections_api: Any
+    dlq: Any
+    secret: Any
+
+
+def _statements(grants: Grants, arns: _Arns, log_group: Any) -> list[dict[str, Any]]:
+    statements = [_statement("WriteOwnLogs", LOG_ACTIONS, [log_group])]
+    for table in TABLES:
+        actions = grants.table_actions(table)
+        if actions:
+            sid = f"{table.capitalize()}Table"
+            statements.append(_statement(sid, actions, [arns.table(table)]))
+    if grants.read_messages_stream:
+        statements.append(_statement("ReadMessagesStream", STREAM_READ_ACTIONS, [arns.stream]))
+        statements.append(_statement("ListStreams", [LIST_STREAMS_ACTION], ["*"]))
+    if grants.send_to_dlq:
+        statements.append(_statement("SetAsideFailedBatches", ["sqs:SendMessage"], [arns.dlq]))
+    if grants.post_to_connections:
+        statements.append(
+            _statement("PostToConnections", ["execute-api:ManageConnections"],
+                       [arns.connections_api])
+        )
+    if grants.read_signing_secret:
+        statements.append(
+            _statement("ReadSigningKeys", ["secretsmanager:GetSecretValue"], [arns.secret])
+        )
+    return statements
+
+
+def cloudformation_policy(app: str, stage: str, api_stage: str, function: str) -> dict[str, Any]:
+    """The role policy document for ``function`` inside the packaged stack."""
+    arns = _Arns(
+        table=lambda t: {"Fn::GetAtt": [TABLE_LOGICAL_IDS[t], "Arn"]},
+        stream={"Fn::GetAtt": [TABLE_LOGICAL_IDS[MESSAGES], "StreamArn"]},
+        connections_api={
+            "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+            f"${{{WEBSOCKET_API_LOGICAL_ID}}}/{api_stage}/POST/@connections/*"
+        },
+        dlq={"Fn::GetAtt": [DLQ_LOGICAL_ID, "Arn"]},
+        secret={"Ref": SECRET_LOGICAL_ID},
+    )
+    log_group = {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        f"/aws/lambda/{function_name(app, stage, function)}:*"
+    }
+    return {"Version": "2012-10-17",
+            "Statement": _statements(FUNCTIONS[function], arns, log_group)}
+
+
+def table_name(app: str, stage: str, table: str) -> str:
+    return f"{app}-{stage}-{table}"
+
+
+def chalice_policy(app: str, stage: str, api_stage: str, function: str) -> dict[str, Any]:
+    """The same grants for .chalice/policy-<stage>-<function>.json (names, not ids: Chalice
+    cannot reference the stack's resources, and `chalice deploy` names functions itself)."""
+    arns = _Arns(
+        table=lambda t: f"arn:aws:dynamodb:*:*:table/{table_name(app, stage, t)}",
+        stream=f"arn:aws:dynamodb:*:*:table/{table_name(app, stage, MESSAGES)}/stream/*",
+        connections_api=f"arn:aws:execute-api:*:*:*/{api_stage}/POST/@connections/*",
+        dlq=f"arn:aws:sqs:*:*:{app}-{stage}-fanout-dlq",
+        secret=f"arn:aws:secretsmanager:*:*:secret:{app}/{stage}/signing-keys-*",
+    )
+    log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{app}-{stage}-*:*"
+    return {"Version": "2012-10-17",
+            "Statement": _statements(FUNCTIONS[function], arns, log_group)}
