@@ -10,6 +10,7 @@ swallowed acks, killed sockets, silent pongs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -113,10 +114,8 @@ class FakeSwitchboard:
         for ws, channels in list(self.subs.items()):
             if name in channels:
                 for _ in range(2 if self.duplicate_live else 1):
-                    try:
+                    with contextlib.suppress(Exception):
                         await ws.send(frame)
-                    except Exception:
-                        pass
 
     def resolve(self, name: str, start: str) -> int:
         """The seq a reader starts after, or raise the contract error (as a dict)."""
