@@ -13,6 +13,7 @@ from typing import Any
 from chalice import Chalice
 from chalice.app import DynamoDBEvent, Response, WebsocketEvent
 
+from chalicelib import observability
 from chalicelib.handlers import durable_streams, fanout, rest, websocket
 
 
@@ -38,6 +39,18 @@ app = _Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 STREAM_CONTENT_TYPES = ["*/*"]
+
+
+@app.middleware("all")
+def log_invocation(event: Any, get_response: Any) -> Any:
+    """Tag every log line of this invocation with Lambda's request id and function name."""
+    context = app.lambda_context
+    if context is not None:
+        observability.logger.thread_safe_append_keys(
+            request_id=getattr(context, "aws_request_id", None),
+            function=getattr(context, "function_name", None),
+        )
+    return get_response(event)
 
 
 @app.route("/v1/health", methods=["GET"])

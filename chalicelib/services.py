@@ -527,7 +527,7 @@ class SessionService:
             frame = frames.parse_client_frame(body, self.settings.max_frame_bytes)
             ref = frame.ref
             channel = getattr(frame, "channel", None)
-            logger.append_keys(channel=channel)
+            logger.thread_safe_append_keys(channel=channel)
             if isinstance(frame, frames.Ping):
                 self._send(ctx, frames.pong_frame(ref))
             elif isinstance(frame, frames.Publish):
@@ -549,7 +549,7 @@ class SessionService:
             error = InternalError("The server failed to handle this frame; retry it.")
             self._send_quietly(ctx, frames.error_frame(error, ref, channel))
         finally:
-            logger.remove_keys(["channel"])
+            logger.thread_safe_remove_keys(["channel"])
 
     def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
         body = self.channels.encode(frame.data)

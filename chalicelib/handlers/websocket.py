@@ -20,7 +20,7 @@ def _context(event: WebsocketEvent) -> WsContext:
 
 
 def connect(event: WebsocketEvent) -> dict[str, Any]:
-    logger.append_keys(connection_id=event.connection_id)
+    logger.thread_safe_append_keys(connection_id=event.connection_id)
     try:
         services(service_metrics).sessions.connect(_context(event))
     except Exception:
@@ -32,7 +32,7 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
 
 
 def message(event: WebsocketEvent) -> dict[str, Any]:
-    logger.append_keys(connection_id=event.connection_id)
+    logger.thread_safe_append_keys(connection_id=event.connection_id)
     try:
         services(service_metrics).sessions.handle(_context(event), event.body)
     finally:
@@ -41,7 +41,7 @@ def message(event: WebsocketEvent) -> dict[str, Any]:
 
 
 def disconnect(event: WebsocketEvent) -> dict[str, Any]:
-    logger.append_keys(connection_id=event.connection_id)
+    logger.thread_safe_append_keys(connection_id=event.connection_id)
     try:
         services(service_metrics).sessions.disconnect(event.connection_id)
     except Exception:
