@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from chalice import Chalice
-from chalice.app import DynamoDBEvent, Response, WebsocketEvent
+from chalice.app import DynamoDBEvent, Request, Response, WebsocketEvent
 
 from chalicelib import observability
 from chalicelib.handlers import durable_streams, fanout, rest, websocket
@@ -44,7 +44,10 @@ STREAM_CONTENT_TYPES = ["*/*"]
 @app.middleware("all")
 def log_invocation(event: Any, get_response: Any) -> Any:
     """Tag every log line of this invocation with Lambda's request id and function name."""
-    context = app.lambda_context
+    # REST requests carry the Lambda context as .lambda_context (.context is API Gateway's);
+    # event-source events (WebSocket, DynamoDB stream) carry it as .context.
+    is_rest = isinstance(event, Request)
+    context = getattr(event, "lambda_context" if is_rest else "context", None)
     if context is not None:
         observability.logger.thread_safe_append_keys(
             request_id=getattr(context, "aws_request_id", None),
