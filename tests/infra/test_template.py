@@ -1,0 +1,324 @@
+"""The packaged stack of each stage has what production needs and Chalice alone cannot set."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+
+from chalicelib.adapters.dynamodb import table_definitions
+from infra import iam
+from infra.package import Packaged, PackageError, cfn_lint, stale_policies
+from infra.stack import ConfigError, load_config, merge_template, stage_table_names
+
+pytestmark = pytest.mark.infra
+
+STAGES = ("dev", "prod")
+FUNCTIONS = {
+    "APIHandler": "rest",
+    "WebsocketConnect": "ws-connect",
+    "WebsocketMessage": "ws-message",
+    "WebsocketDisconnect": "ws-disconnect",
+    "FanoutRecords": "fanout",
+}
+
+# The IAM each function needs, stated here independently of infra/iam.py: change both
+# consciously. (table -> actions; TransactWriteItems is authorised per item.)
+EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
+    "APIHandler": {
+        "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
+        "MessagesTable": {"GetItem", "PutItem", "Query"},
+    },
+    "WebsocketConnect": {"ConnectionsTable": {"PutItem"}},
+    "WebsocketMessage": {
+        "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
+                          "ConditionCheckItem"},
+        "MessagesTable": {"GetItem", "PutItem", "Query"},
+        "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem",
+                             "BatchWriteItem"},
+    },
+    "WebsocketDisconnect": {"ConnectionsTable": {"GetItem", "BatchWriteItem"}},
+    "FanoutRecords": {
+        "ConnectionsTable": {"Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
+    },
+}
+POSTS_TO_CONNECTIONS = {"WebsocketMessage", "FanoutRecords"}
+READS_SIGNING_SECRET = {"APIHandler", "WebsocketConnect", "WebsocketMessage"}
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def role_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role_ref = template["Resources"][function]["Properties"]["Role"]
+    role = template["Resources"][role_ref["Fn::GetAtt"][0]]
+    assert role["Type"] == "AWS::IAM::Role"
+    assert "ManagedPolicyArns" not in role["Properties"]
+    (policy,) = role["Properties"]["Policies"]
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_packages_and_passes_cfn_lint(packaged: dict[str, Packaged],
+                                                   stage: str) -> None:
+    result = packaged[stage]
+    assert result.template.is_file()
+    # The whole Lambda bundle (app + Powertools + pydantic-settings, arm64 wheels).
+    assert 0 < result.zip.stat().st_size < 10 * 1024 * 1024
+
+
+def test_cfn_lint_rejects_a_broken_template(packaged: dict[str, Packaged], tmp_path: Any) -> None:
+    template = copy.deepcopy(packaged["dev"].load())
+    template["Resources"]["MessagesTable"]["Properties"]["StreamSpecification"] = {
+        "StreamViewType": "NEW_IMAGES"
+    }
+    broken = tmp_path / "sam.json"
+    broken.write_text(json.dumps(template))
+    with pytest.raises(PackageError, match="E3030"):
+        cfn_lint(broken)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_run_python_312_or_later_on_arm64_with_stage_names(
+    templates: dict[str, Any], stage: str
+) -> None:
+    functions = resources(templates[stage], "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for logical_id, short in FUNCTIONS.items():
+        props = functions[logical_id]["Properties"]
+        major, minor = map(int, re.fullmatch(r"python(\d+)\.(\d+)", props["Runtime"]).groups())
+        assert (major, minor) >= (3, 12)
+        assert props["Architectures"] == ["arm64"]
+        assert props["FunctionName"] == f"switchboard-{stage}-{short}"
+        log_group = templates[stage]["Resources"][f"{logical_id}LogGroup".replace(
+            "APIHandler", "ApiHandler")]
+        assert log_group["Properties"]["LogGroupName"] == f"/aws/lambda/switchboard-{stage}-{short}"
+        assert log_group["Properties"]["RetentionInDays"] > 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_tables_match_the_adapter_with_ttl_pitr_on_demand(
+    templates: dict[str, Any], stage: str
+) -> None:
+    tables = resources(templates[stage], "AWS::DynamoDB::Table")
+    assert set(tables) == {"ChannelsTable", "MessagesTable", "ConnectionsTable"}
+    names = {t: f"switchboard-{stage}-{t.removesuffix('Table').lower()}" for t in tables}
+    # What the code creates locally (switchboard dev, tests) is what AWS gets.
+    expected = {d["TableName"]: d for d in table_definitions(
+        names["ChannelsTable"], names["MessagesTable"], names["ConnectionsTable"])}
+    retain = stage == "prod"
+    for logical_id, table in tables.items():
+        props = table["Properties"]
+        definition = expected[props["TableName"]]
+        assert props["TableName"] == names[logical_id]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["KeySchema"] == definition["KeySchema"]
+        assert props["AttributeDefinitions"] == definition["AttributeDefinitions"]
+        assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["DeletionProtectionEnabled"] is retain
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == (
+            "Retain" if retain else "Delete")
+        stream = definition.get("StreamSpecification")
+        if stream:
+            assert props["StreamSpecification"] == {"StreamViewType": stream["StreamViewType"]}
+        else:
+            assert "StreamSpecification" not in props
+    assert "StreamSpecification" in tables["MessagesTable"]["Properties"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_get_table_names_by_reference(templates: dict[str, Any], stage: str) -> None:
+    for logical_id in FUNCTIONS:
+        env = templates[stage]["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
+        assert env["SWITCHBOARD_CHANNELS_TABLE"] == {"Ref": "ChannelsTable"}
+        assert env["SWITCHBOARD_MESSAGES_TABLE"] == {"Ref": "MessagesTable"}
+        assert env["SWITCHBOARD_CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
+        if logical_id in READS_SIGNING_SECRET:
+            assert env["SWITCHBOARD_SIGNING_SECRET_ARN"] == {"Ref": "SigningSecret"}
+        else:
+            assert "SWITCHBOARD_SIGNING_SECRET_ARN" not in env
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stream_trigger_cannot_jam_the_shard(templates: dict[str, Any], stage: str) -> None:
+    template = templates[stage]
+    events = template["Resources"]["FanoutRecords"]["Properties"]["Events"]
+    (event,) = events.values()
+    assert event["Type"] == "DynamoDB"
+    props = event["Properties"]
+    assert props["Stream"] == {"Fn::GetAtt": ["MessagesTable", "StreamArn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert 0 <= props["MaximumRetryAttempts"] <= 10
+    assert 60 <= props["MaximumRecordAgeInSeconds"] <= 3600
+    assert props["StartingPosition"] == "LATEST"
+    assert props["BatchSize"] == 100
+    on_failure = props["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS",
+                          "Destination": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}
+    (pattern,) = props["FilterCriteria"]["Filters"]
+    assert json.loads(pattern["Pattern"]) == {"eventName": ["INSERT"]}
+    queue = template["Resources"]["FanoutDeadLetterQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["QueueName"] == f"switchboard-{stage}-fanout-dlq"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_function_has_its_own_least_privilege_role(
+    templates: dict[str, Any], stage: str
+) -> None:
+    template = templates[stage]
+    assert "DefaultRole" not in template["Resources"]
+    roles = {template["Resources"][f]["Properties"]["Role"]["Fn::GetAtt"][0] for f in FUNCTIONS}
+    assert len(roles) == len(FUNCTIONS)
+    for function in FUNCTIONS:
+        statements = role_statements(template, function)
+        granted: dict[str, set[str]] = {}
+        other_actions: set[str] = set()
+        for statement in statements:
+            assert statement["Effect"] == "Allow"
+            actions = as_list(statement["Action"])
+            for action in actions:
+                assert "*" not in action, f"{function}: wildcard action {action}"
+                assert action != "dynamodb:Scan", f"{function} may Scan"
+            resources_ = as_list(statement["Resource"])
+            if resources_ == ["*"]:
+                # The only grant IAM cannot scope: listing stream ARNs, for the trigger.
+                assert actions == ["dynamodb:ListStreams"] and function == "FanoutRecords"
+            for resource in resources_:
+                if isinstance(resource, dict) and resource.get("Fn::GetAtt", [""])[1:] == ["Arn"]:
+                    target = resource["Fn::GetAtt"][0]
+                    if target.endswith("Table"):
+                        granted.setdefault(target, set()).update(
+                            a.removeprefix("dynamodb:") for a in actions)
+                        continue
+                other_actions.update(f"{a} on {json.dumps(resource)}" for a in actions)
+        assert granted == EXPECTED_TABLE_ACTIONS[function], function
+        # Logs go to the function's own log group only.
+        log_statements = [s for s in statements if s["Action"][0].startswith("logs:")]
+        (log_statement,) = log_statements
+        assert set(log_statement["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        short = FUNCTIONS[function]
+        assert as_list(log_statement["Resource"])[0]["Fn::Sub"].endswith(
+            f":log-group:/aws/lambda/switchboard-{stage}-{short}:*")
+        manage = [s for s in statements if "execute-api:ManageConnections" in s["Action"]]
+        if function in POSTS_TO_CONNECTIONS:
+            (statement,) = manage
+            (resource,) = as_list(statement["Resource"])
+            assert resource["Fn::Sub"].endswith(":${WebsocketAPI}/api/POST/@connections/*")
+            assert "${AWS::AccountId}" in resource["Fn::Sub"]
+        else:
+            assert not manage, f"{function} must not post to connections"
+        secret = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
+        if function in READS_SIGNING_SECRET:
+            assert [s["Resource"] for s in secret] == [[{"Ref": "SigningSecret"}]]
+        else:
+            assert not secret
+        stream = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
+        dlq = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+        if function == "FanoutRecords":
+            (read,) = stream
+            assert set(read["Action"]) == {"dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                           "dynamodb:GetShardIterator"}
+            assert read["Resource"] == [{"Fn::GetAtt": ["MessagesTable", "StreamArn"]}]
+            assert [s["Resource"] for s in dlq] == [
+                [{"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}]]
+        else:
+            assert not stream and not dlq
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_alarms_cover_stream_dlq_lambda_and_dynamodb(templates: dict[str, Any],
+                                                      stage: str) -> None:
+    template = templates[stage]
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+
+    def watching(namespace: str, metric: str) -> list[dict[str, Any]]:
+        found = []
+        for alarm in alarms.values():
+            props = alarm["Properties"]
+            metrics = [props] + [m["MetricStat"]["Metric"] for m in props.get("Metrics", [])
+                                 if "MetricStat" in m]
+            if any(m.get("Namespace") == namespace and m.get("MetricName") == metric
+                   for m in metrics):
+                found.append(props)
+        return found
+
+    def dimension(props: dict[str, Any], name: str) -> Any:
+        return next(d["Value"] for d in props["Dimensions"] if d["Name"] == name)
+
+    (age,) = watching("AWS/Lambda", "IteratorAge")
+    assert dimension(age, "FunctionName") == {"Ref": "FanoutRecords"}
+    (dlq,) = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dimension(dlq, "QueueName") == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "QueueName"]}
+    assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    for metric in ("Errors", "Throttles"):
+        covered = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", metric)}
+        assert covered == set(FUNCTIONS), metric
+    throttled = watching("AWS/DynamoDB", "WriteThrottleEvents")
+    assert len(throttled) == 3
+    assert len(watching("AWS/DynamoDB", "ReadThrottleEvents")) == 3
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["AlarmName"].startswith(f"switchboard-{stage}-")
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_dashboard_references_only_resources_of_the_stack(templates: dict[str, Any],
+                                                           stage: str) -> None:
+    template = templates[stage]
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    refs = set(re.findall(r"\$\{([^}]+)\}", body))
+    for ref in refs:
+        assert ref.startswith("AWS::") or ref.split(".")[0] in template["Resources"], ref
+    widgets = json.loads(body)["widgets"]
+    assert len(widgets) >= 6
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_api_gateway_stages_are_throttled(templates: dict[str, Any], stage: str) -> None:
+    resources_ = templates[stage]["Resources"]
+    (rest,) = resources_["RestAPI"]["Properties"]["MethodSettings"]
+    assert rest["ResourcePath"] == "/*" and rest["HttpMethod"] == "*"
+    assert rest["ThrottlingRateLimit"] > 0 and rest["ThrottlingBurstLimit"] > 0
+    ws = resources_["WebsocketAPIStage"]["Properties"]["DefaultRouteSettings"]
+    assert ws["ThrottlingRateLimit"] > 0 and ws["ThrottlingBurstLimit"] > 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_signing_secret_exists_for_the_auth_issue(templates: dict[str, Any], stage: str) -> None:
+    secret = templates[stage]["Resources"]["SigningSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["Name"] == f"switchboard/{stage}/signing-keys"
+    assert "SecretString" not in secret["Properties"]  # generated, never in the template
+    assert secret["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
+
+
+def test_chalice_policy_files_match_infra() -> None:
+    assert stale_policies() == []
+    for stage in STAGES:
+        for function in iam.FUNCTIONS:
+            text = json.dumps(iam.chalice_policy("switchboard", stage, "api", function))
+            assert "dynamodb:Scan" not in text and '"dynamodb:*"' not in text
+
+
+def test_table_names_must_agree_with_chalice_config() -> None:
+    config = load_config()
+    broken = copy.deepcopy(config)
+    broken["stages"]["prod"]["environment_variables"]["SWITCHBOARD_MESSAGES_TABLE"] = "msgs"
+    with pytest.raises(ConfigError, match="switchboard-prod-messages"):
+        merge_template("prod", broken)
+    with pytest.raises(ConfigError, match=r"not in \.chalice/config\.json"):
+        stage_table_names(config, "staging")
