@@ -1,0 +1,355 @@
+"""API Gateway on one port: REST, WebSocket and the ``@connections`` Management API.
+
+- ``/ws``: a WebSocket upgrade becomes a ``$connect`` event (query string and headers passed
+  through; a non-2xx ``statusCode`` rejects the handshake with that status), every text frame
+  a ``$default`` event, the close a ``$disconnect`` event.
+- ``POST/GET/DELETE /@connections/{id}``: the Management API the production sender talks to
+  (410 ``GoneException`` for an unknown or closed connection, 413 over 128 KB, DELETE closes
+  the socket and fires ``$disconnect``).
+- ``/`` describes the endpoints (or serves ``switchboard/web/index.html`` once it exists),
+  ``/web/...`` serves ``switchboard/web/``, and every other path goes to the Chalice app.
+- ``/_dev/connections`` lists sockets and ``/_dev/connections/{id}/drop`` makes the gateway
+  lose one without ``$disconnect`` (API Gateway's ``$disconnect`` is best effort): fault
+  injection for tests, not part of AWS.
+
+Handlers block (boto3, moto), so they run on a thread pool, one invocation per event, like
+Lambda. API Gateway may invoke the ``$default`` Lambda for several frames of one connection at
+once, so frames of one connection are handled concurrently here too (at most
+``FRAMES_IN_FLIGHT`` at a time, further frames wait): replies are matched by ``ref``, not by
+order, exactly as they must be on AWS. ``$disconnect`` runs after the connection's in-flight
+frames finish. Management API calls are answered on the event loop, never on the pool, so a
+handler posting to its own socket cannot starve the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from . import events, rest
+from .events import LambdaContext, WsPeer
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+FRAMES_IN_FLIGHT = 10
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+log = logging.getLogger("sbdev")  # no "switchboard" in it: Powertools filters those
+
+
+@dataclass(frozen=True)
+class WsHandlers:
+    """The WebSocket Lambda entry points (``app.connect`` and friends)."""
+
+    connect: Handler
+    message: Handler
+    disconnect: Handler
+
+
+@dataclass
+class Connection:
+    peer: WsPeer
+    websocket: WebSocket
+    last_active_ms: int
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FRAMES_IN_FLIGHT))
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    frames_in: int = 0
+    frames_out: int = 0
+    # Why the gateway closed it (Management API DELETE, drop), if it did.
+    closed_by_gateway: str | None = None
+    lost: bool = False  # dropped by fault injection: no $disconnect
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _aws_error(status: int, error_type: str, message: str) -> Response:
+    return JSONResponse(
+        {"message": message}, status_code=status, headers={"x-amzn-ErrorType": error_type}
+    )
+
+
+class Gateway:
+    def __init__(
+        self, rest_gateway: rest.DevRestGateway, ws: WsHandlers, executor: ThreadPoolExecutor,
+        web_dir: Path = WEB_DIR,
+    ) -> None:
+        self.rest_gateway = rest_gateway
+        self.ws = ws
+        self.executor = executor
+        self.web_dir = web_dir
+        self.connections: dict[str, Connection] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/", self.index, methods=["GET"]),
+                Mount("/web", app=StaticFiles(directory=web_dir, check_dir=False)),
+                WebSocketRoute("/ws", self.websocket),
+                Route(
+                    "/@connections/{connection_id}", self.management,
+                    methods=["GET", "POST", "DELETE"],
+                ),
+                Route("/_dev/connections", self.dev_connections, methods=["GET"]),
+                Route(
+                    "/_dev/connections/{connection_id}/drop", self.dev_drop, methods=["POST"]
+                ),
+                Route("/{path:path}", self.rest, methods=_HTTP_METHODS),
+            ]
+        )
+
+    async def _invoke(self, handler: Handler, event: dict[str, Any], name: str) -> Any:
+        context = LambdaContext(f"switchboard-dev-{name}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, functools.partial(handler, event, context)
+        )
+
+    # -- REST ----------------------------------------------------------------------------
+
+    async def rest(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = await request.body()
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():  # repeated headers joined, as HTTP allows
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        loop = asyncio.get_running_loop()
+        try:
+            status, out_headers, data = await loop.run_in_executor(
+                self.executor, rest.invoke, self.rest_gateway, request.method, target,
+                headers, body or None,
+            )
+        except Exception:
+            # API Gateway answers a crashed Lambda with a bare 502; the trace stays here.
+            log.exception("%s %s: the handler raised", request.method, request.url.path)
+            status, out_headers = 502, [("x-amzn-ErrorType", "InternalServerErrorException")]
+            data = b'{"message": "Internal server error"}'
+        response = Response(content=data, status_code=status)
+        for name, value in out_headers:
+            if name.lower() != "content-length":
+                response.headers.append(name, value)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("%s %s %d %.1f ms", request.method, target, status, elapsed)
+        return response
+
+    async def index(self, request: Request) -> Response:
+        page = self.web_dir / "index.html"
+        if page.is_file():
+            return FileResponse(page)
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        ws_base = base.replace("http", "ws", 1)
+        return JSONResponse(
+            {
+                "service": "switchboard dev",
+                "description": "Switchboard's real handlers over emulated AWS (moto).",
+                "endpoints": {
+                    "websocket": f"{ws_base}/ws",
+                    "rest": f"{base}/v1 (channels, messages, Durable Streams, health)",
+                    "health": f"{base}/v1/health",
+                    "management_api": f"{base}/@connections/{{connectionId}}",
+                    "static": f"{base}/web/",
+                },
+            }
+        )
+
+    # -- WebSocket -----------------------------------------------------------------------
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        started = time.perf_counter()
+        client = websocket.client
+        source_ip = client.host if client else "127.0.0.1"
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                       for k, v in websocket.scope["headers"]]
+        lower = {k.lower(): v for k, v in raw_headers}
+        port = websocket.url.port or 80
+        peer = WsPeer(
+            connection_id=events.new_connection_id(),
+            domain_name=lower.get("host", f"127.0.0.1:{port}"),
+            source_ip=source_ip,
+            user_agent=lower.get("user-agent"),
+            connected_at_ms=_now_ms(),
+            headers=[
+                *raw_headers,
+                ("X-Forwarded-For", source_ip),
+                ("X-Forwarded-Port", str(port)),
+                ("X-Forwarded-Proto", websocket.url.scheme.replace("ws", "http", 1)),
+            ],
+            query=parse_qsl(websocket.url.query, keep_blank_values=True),
+        )
+        status, subprotocol, denial = await self._connect(peer)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("WS connect %s %d %.1f ms", peer.connection_id, status, elapsed)
+        if not 200 <= status < 300:
+            await websocket.send_denial_response(Response(denial, status_code=status))
+            return
+        connection = Connection(peer, websocket, last_active_ms=peer.connected_at_ms)
+        await websocket.accept(subprotocol=subprotocol)
+        self.connections[peer.connection_id] = connection
+        code, reason = 1006, "Going away"
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    code = int(message.get("code") or 1005)
+                    reason = str(message.get("reason") or "")
+                    break
+                text, data = message.get("text"), message.get("bytes")
+                body: str | bytes = text if text is not None else bytes(data or b"")
+                connection.last_active_ms = _now_ms()
+                connection.frames_in += 1
+                await connection.slots.acquire()
+                task = asyncio.create_task(self._frame(connection, body))
+                connection.inflight.add(task)
+                task.add_done_callback(connection.inflight.discard)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the socket went away under us: same as a close without a code
+        finally:
+            self.connections.pop(peer.connection_id, None)
+            await self._disconnected(connection, code, reason)
+
+    async def _connect(self, peer: WsPeer) -> tuple[int, str | None, bytes]:
+        try:
+            result = await self._invoke(self.ws.connect, events.connect_event(peer), "connect")
+        except Exception:
+            log.exception("WS connect %s: the $connect handler raised", peer.connection_id)
+            return 500, None, b""
+        if not isinstance(result, dict):
+            return 200, None, b""
+        status = int(result.get("statusCode", 200))
+        headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        body = result.get("body")
+        denial = body.encode() if isinstance(body, str) else bytes(body or b"")
+        return status, headers.get("sec-websocket-protocol"), denial
+
+    async def _frame(self, connection: Connection, body: str | bytes) -> None:
+        try:
+            await self._invoke(
+                self.ws.message, events.message_event(connection.peer, body), "message"
+            )
+        except Exception:
+            # A failed $default Lambda sends the client nothing on AWS either.
+            log.exception("WS frame on %s: the $default handler raised",
+                          connection.peer.connection_id)
+        finally:
+            connection.slots.release()
+
+    async def _disconnected(self, connection: Connection, code: int, reason: str) -> None:
+        peer = connection.peer
+        if connection.inflight:
+            await asyncio.wait(set(connection.inflight), timeout=60)
+        duration = (_now_ms() - peer.connected_at_ms) / 1000
+        if connection.lost:
+            log.info("WS lost %s after %.1f s (no $disconnect, as if API Gateway lost it)",
+                     peer.connection_id, duration)
+            return
+        if connection.closed_by_gateway is not None:
+            reason = connection.closed_by_gateway
+        elif not reason:
+            reason = f"Client-side close frame status code '{code}'"
+        try:
+            await self._invoke(
+                self.ws.disconnect, events.disconnect_event(peer, code, reason), "disconnect"
+            )
+        except Exception:
+            log.exception("WS disconnect %s: the $disconnect handler raised", peer.connection_id)
+        log.info("WS disconnect %s %d after %.1f s (%d frames in, %d out)",
+                 peer.connection_id, code, duration, connection.frames_in, connection.frames_out)
+
+    # -- Management API ------------------------------------------------------------------
+
+    async def management(self, request: Request) -> Response:
+        connection_id = request.path_params["connection_id"]
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return self._gone(request, connection_id)
+        if request.method == "GET":
+            identity: dict[str, Any] = {"sourceIp": connection.peer.source_ip}
+            if connection.peer.user_agent is not None:
+                identity["userAgent"] = connection.peer.user_agent
+            return JSONResponse(
+                {
+                    "connectedAt": _iso(connection.peer.connected_at_ms),
+                    "identity": identity,
+                    "lastActiveAt": _iso(connection.last_active_ms),
+                }
+            )
+        if request.method == "DELETE":
+            await self._close(connection, 1000, "Connection closed by the Management API")
+            return Response(status_code=204)
+        data = await request.body()
+        if len(data) > MAX_MESSAGE_BYTES:
+            log.warning("@connections POST %s 413: %d bytes is over the 128 KB limit",
+                        connection_id, len(data))
+            return _aws_error(413, "PayloadTooLargeException", "Request entity too large")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        try:
+            if text is not None:
+                await connection.websocket.send_text(text)
+            else:
+                await connection.websocket.send_bytes(data)
+        except Exception:  # closing or closed under us: API Gateway says Gone
+            self.connections.pop(connection_id, None)
+            return self._gone(request, connection_id)
+        connection.frames_out += 1
+        return Response(status_code=200)
+
+    def _gone(self, request: Request, connection_id: str) -> Response:
+        log.info("@connections %s %s 410 GoneException", request.method, connection_id)
+        return _aws_error(410, "GoneException", f"Connection {connection_id} is gone")
+
+    async def _close(self, connection: Connection, code: int, why: str) -> None:
+        self.connections.pop(connection.peer.connection_id, None)
+        connection.closed_by_gateway = why
+        with contextlib.suppress(Exception):  # already closing: nothing left to do
+            await connection.websocket.close(code, why)
+
+    # -- fault injection -----------------------------------------------------------------
+
+    async def dev_connections(self, request: Request) -> Response:
+        return JSONResponse(
+            [
+                {
+                    "connectionId": c.peer.connection_id,
+                    "connectedAt": c.peer.connected_at_ms,
+                    "sourceIp": c.peer.source_ip,
+                    "query": dict(c.peer.query),
+                    "framesIn": c.frames_in,
+                    "framesOut": c.frames_out,
+                }
+                for c in self.connections.values()
+            ]
+        )
+
+    async def dev_drop(self, request: Request) -> Response:
+        connection = self.connections.get(request.path_params["connection_id"])
+        if connection is None:
+            return JSONResponse({"error": "no such connection"}, status_code=404)
+        connection.lost = True
+        await self._close(connection, 1011, "Lost by the gateway")
+        return Response(status_code=204)

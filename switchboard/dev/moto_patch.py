@@ -1,0 +1,186 @@
+"""Two fixes to moto's DynamoDB for the dev server: atomic requests and cheap transactions.
+
+Applied by :func:`install` (the dev server and the tests that use it call it; nothing else
+does), before the first request reaches moto. Both keep moto's observable behaviour: the same
+results, the same errors (``TransactionCanceledException`` with ``CancellationReasons``).
+
+1. **Atomicity.** ThreadedMotoServer serves each request on its own thread and moto's
+   DynamoDB backend has no locks: a conditional write checks and then applies, so two
+   concurrent conditional writes on one item can both succeed (two publishers would get the
+   same seq), and a failed transaction's rollback can undo a concurrent request's write.
+   DynamoDB serializes writes per item; we serialize every DynamoDB and DynamoDB Streams
+   request with one lock (moto is bound by the GIL anyway, so this costs little).
+
+2. **Transactions.** ``DynamoDBBackend.transact_write_items`` deep-copies every table a
+   transaction touches, on every call, to be able to roll back. The store appends messages
+   with TransactWriteItems, so each publish got slower as the log grew (39 transactions/s at
+   500 items in the probe). The replacement checks every condition first, against the state
+   before the transaction (each item appears at most once in a transaction, so that is the
+   state each operation would see), and applies only if all pass. An error while applying
+   (for example an invalid update expression) rolls back through an undo log of the few items
+   written, and the stream records they produced, instead of whole-table copies.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+_OPS = {"ConditionCheck", "Put", "Delete", "Update"}
+_installed = False
+_install_lock = threading.Lock()
+# One lock for all DynamoDB (and Streams) requests: see the module docstring.
+REQUEST_LOCK = threading.RLock()
+
+
+@dataclass
+class _Undo:
+    """What one transaction operation overwrote, to put it back."""
+
+    table: Table
+    key: dict[str, Any]
+    previous: Item | None
+    stream_length: int | None
+
+
+def _key_of(table: Table, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    attrs = op["Item"]
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def _restore(backend: DynamoDBBackend, undo: _Undo) -> None:
+    table = undo.table
+    hash_value, range_value = backend.get_keys_value(table, undo.key)
+    if undo.previous is None:
+        if range_value is not None:
+            table.items.get(hash_value, {}).pop(range_value, None)
+        else:
+            table.items.pop(hash_value, None)
+    elif range_value is not None:
+        table.items[hash_value][range_value] = undo.previous
+    else:
+        table.items[hash_value] = undo.previous  # type: ignore[assignment]
+    if table.stream_shard is not None and undo.stream_length is not None:
+        del table.stream_shard.items[undo.stream_length :]
+
+
+def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """Check every condition, then apply every write; same errors as moto's original."""
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    seen: set[tuple[str, str]] = set()
+    planned: list[tuple[int, str, dict[str, Any], Table, dict[str, Any]]] = []
+    errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    for index, entry in enumerate(transact_items):
+        if len(entry) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(entry.items()))
+        original: dict[str, Any] | None = None
+        try:
+            if op_type not in _OPS:
+                raise ValueError("Unsupported transaction operation")
+            table = self.get_table(op["TableName"])
+            key = _key_of(table, op_type, op)
+            unique = (str(op["TableName"]), str(dict(sorted(key.items()))))
+            if unique in seen:
+                raise MultipleTransactionsException()
+            seen.add(unique)
+            current = self.get_item(op["TableName"], key)
+            condition = op.get("ConditionExpression")
+            if condition is not None:
+                check = get_filter_expression(
+                    condition, op.get("ExpressionAttributeNames"),
+                    op.get("ExpressionAttributeValues"),
+                )
+                if not check.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original)
+            planned.append((index, op_type, op, table, key))
+            errors.append((None, None, None))
+        except MockValidationException:
+            raise  # moto answers these as a ValidationException, not a cancellation
+        except ConditionalCheckFailed as error:
+            errors.append(("ConditionalCheckFailed", str(error.message), original))
+        except Exception as error:  # same catch-all as moto: reported as the reason
+            errors.append((type(error).__name__, str(error), original))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+    undo: list[_Undo] = []
+    failed = -1
+    try:
+        for index, op_type, op, table, key in planned:
+            failed = index
+            if op_type == "ConditionCheck":
+                continue
+            previous = self.get_item(op["TableName"], key)
+            shard = table.stream_shard
+            undo.append(_Undo(table, key, copy.deepcopy(previous),
+                              len(shard.items) if shard is not None else None))
+            # Conditions were checked above against this same state: apply unconditionally.
+            if op_type == "Put":
+                self.put_item(op["TableName"], op["Item"])
+            elif op_type == "Delete":
+                self.delete_item(op["TableName"], key)
+            else:
+                self.update_item(
+                    op["TableName"], key, update_expression=op["UpdateExpression"],
+                    expression_attribute_names=op.get("ExpressionAttributeNames") or {},
+                    expression_attribute_values=op.get("ExpressionAttributeValues") or {},
+                )
+    except Exception as error:
+        for step in reversed(undo):
+            _restore(self, step)
+        if isinstance(error, MockValidationException):
+            raise
+        raise TransactionCanceledException(
+            [(type(error).__name__, str(error), None) if i == failed else (None, None, None)
+             for i in range(len(transact_items))]
+        ) from None
+
+
+def _serialized(method: Any) -> Any:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with REQUEST_LOCK:
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+def install() -> None:
+    """Patch moto in this process (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+        DynamoHandler.call_action = _serialized(DynamoHandler.call_action)  # type: ignore[method-assign]
+        DynamoDBStreamsHandler.call_action = _serialized(  # type: ignore[method-assign]
+            DynamoDBStreamsHandler.call_action
+        )
+        _installed = True

@@ -1,0 +1,324 @@
+"""``switchboard dev``: the real handlers on one port, over moto, in one process.
+
+Startup order matters: bind the port first (so a busy port fails before anything starts and
+``--port 0`` knows its number), start moto and create the tables, then set the environment
+the handlers read (settings are read lazily, Powertools at import), then import the Chalice
+app, start the stream pump, and serve. The ready line is printed once all of that is up.
+
+Use :func:`run` from the CLI; :class:`DevServer` runs the same stack in-process (benchmarks,
+debugging). Only one stack per process: the handlers read process-wide environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+import uvicorn
+
+from . import moto_patch, rest
+from .gateway import MAX_MESSAGE_BYTES, Gateway, WsHandlers
+from .protocol import FragmentingWebSocketProtocol
+from .pump import StreamPump
+
+READY = "Switchboard dev server ready: {http} (WebSocket: {ws})"
+HANDLER_THREADS = 64  # concurrent Lambda invocations (long-polls hold one each)
+log = logging.getLogger("sbdev")  # no "switchboard" in it: Powertools filters those
+
+
+class DevServerError(Exception):
+    """Startup failed for a reason the user can fix; the message says how."""
+
+
+def _fake_aws_environment() -> None:
+    # Nothing may reach AWS: fake credentials, and every client gets an explicit endpoint.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            # moto 5.2 + current botocore: stream calls fail without it (shared notes, 2).
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    # CloudWatch EMF would print a JSON blob per invocation; logs stay on.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "switchboard")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise DevServerError(
+                f"port {port} on {host} is already in use (another `switchboard dev`?); "
+                "stop it or pass --port 0 to pick a free port"
+            ) from None
+        raise DevServerError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _quiet_libraries() -> None:
+    for name in ("werkzeug", "uvicorn", "uvicorn.error", "uvicorn.access", "botocore",
+                 "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, announcing readiness, and leaving signals to us when told to handle them.
+
+    uvicorn re-raises a captured SIGTERM after shutdown, which would end the process with
+    status -15 instead of 0 after a clean stop.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_ready: Any, handle_signals: bool) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+
+class DevServer:
+    """The whole local stack: moto, tables, gateway, stream pump."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50):
+        if not 1 <= stream_poll_ms <= 60_000:
+            raise DevServerError(
+                f"--stream-poll-ms must be between 1 and 60000, not {stream_poll_ms}"
+            )
+        self.host = host
+        self.requested_port = port
+        self.stream_poll_ms = stream_poll_ms
+        self.port = 0
+        self.moto_url = ""
+        self._socket: socket.socket | None = None
+        self._moto: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pump: StreamPump | None = None
+        self._uvicorn: _Uvicorn | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.gateway: Gateway | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{_url_host(self.host)}:{self.port}/ws"
+
+    def open(self) -> None:
+        """Bind, start moto, create the tables, load the app, start the pump."""
+        _quiet_libraries()
+        self._socket = _bind(self.host, self.requested_port)
+        self.port = self._socket.getsockname()[1]
+        try:
+            self._open_backend()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_backend(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        _fake_aws_environment()
+        moto_patch.install()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        moto_host, moto_port = self._moto.get_host_and_port()
+        self.moto_url = f"http://{moto_host}:{moto_port}"
+        os.environ["SWITCHBOARD_DYNAMODB_ENDPOINT"] = self.moto_url
+        # The Management API is ours, on this same port (boto3 appends /@connections/{id}).
+        os.environ["SWITCHBOARD_WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.port}"
+
+        from chalicelib.settings import get_settings
+
+        get_settings.cache_clear()
+        stream_arn = self._create_tables()
+        chalice_module = _load_app()
+        rest.make_thread_safe(chalice_module.app)
+        self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
+        self.gateway = Gateway(
+            rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}"),
+            WsHandlers(chalice_module.connect, chalice_module.message, chalice_module.disconnect),
+            self._executor,
+        )
+        self._pump = StreamPump(
+            _client("dynamodbstreams", self.moto_url), stream_arn,
+            chalice_module.fanout_records, self.stream_poll_ms / 1000,
+        )
+        self._pump.start()
+        log.info("moto (DynamoDB + Streams) on %s; stream poll every %d ms when idle",
+                 self.moto_url, self.stream_poll_ms)
+
+    def _create_tables(self) -> str:
+        from chalicelib.adapters.dynamodb import TTL_ATTRIBUTE, table_definitions
+        from chalicelib.settings import get_settings
+
+        settings = get_settings()
+        dynamodb = _client("dynamodb", self.moto_url)
+        stream_arn = ""
+        for definition in table_definitions(
+            settings.channels_table, settings.messages_table, settings.connections_table
+        ):
+            table = dynamodb.create_table(**definition)["TableDescription"]
+            dynamodb.update_time_to_live(
+                TableName=definition["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
+            if definition["TableName"] == settings.messages_table:
+                stream_arn = table["LatestStreamArn"]
+        return stream_arn
+
+    async def serve(self, handle_signals: bool = False) -> None:
+        """Serve until SIGINT/SIGTERM (``handle_signals``) or :meth:`request_stop`."""
+        assert self.gateway is not None and self._socket is not None, "call open() first"
+        config = uvicorn.Config(
+            self.gateway.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws=FragmentingWebSocketProtocol,
+            ws_max_size=MAX_MESSAGE_BYTES,  # API Gateway closes with 1009 above 128 KB
+            ws_per_message_deflate=False,  # API Gateway does not negotiate compression
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+        self._uvicorn = _Uvicorn(config, self._announce, handle_signals)
+        await self._uvicorn.serve(sockets=[self._socket])
+
+    def _announce(self) -> None:
+        self._ready.set()
+        print(READY.format(http=self.base_url, ws=self.ws_url), flush=True)
+
+    def request_stop(self) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def close(self) -> None:
+        """Stop the pump, the handler threads and moto (after serving has ended)."""
+        if self._pump is not None:
+            self._pump.stop()
+            self._pump = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    # -- in-process use ------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> DevServer:
+        """Open and serve on a background thread; returns once ready."""
+        self.open()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self.serve()), name="switchboard-dev", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise DevServerError("the dev server did not become ready")
+        return self
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        self.close()
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _client(service: str, endpoint: str) -> Any:
+    import boto3
+
+    session: Any = boto3.session.Session()
+    return session.client(service, endpoint_url=endpoint, region_name=os.environ["AWS_REGION"])
+
+
+def _load_app() -> ModuleType:
+    """The Chalice module at the repository root (installed as the ``app`` module)."""
+    module = importlib.import_module("app")
+    missing = [n for n in ("app", "connect", "message", "disconnect", "fanout_records")
+               if not hasattr(module, n)]
+    if missing:
+        raise DevServerError(
+            f"the module 'app' at {getattr(module, '__file__', '?')} is not Switchboard's "
+            f"Chalice app (missing {', '.join(missing)}); run from a Switchboard checkout "
+            "installed with `pip install -e .[local]`"
+        )
+    return module
+
+
+def run(host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50) -> int:
+    """The ``switchboard dev`` command: serve until Ctrl-C or SIGTERM; the exit status."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        server = DevServer(host, port, stream_poll_ms)
+        server.open()
+    except DevServerError as error:
+        print(f"switchboard dev: {error}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        asyncio.run(server.serve(handle_signals=True))
+    finally:
+        server.close()
+    log.info("stopped")
+    return 0
