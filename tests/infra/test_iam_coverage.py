@@ -1,0 +1,157 @@
+"""The hand-written IAM covers every DynamoDB call each function really makes.
+
+Each Lambda entry point runs through chalice.test.Client against moto while a botocore
+``before-parameter-build`` hook records (function, table, IAM action) for every DynamoDB request; a
+transaction is split into the per-item actions IAM checks. Every recorded action must be
+granted to that function by infra/iam.py (which the template tests pin to the stack).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+import app as app_module
+from chalicelib import bootstrap
+from chalicelib.adapters.memory import RecordingSender
+from chalicelib.settings import Settings
+from infra import iam
+from tests.support.aws import TABLES, dynamo_store, moto_dynamodb
+from tests.support.events import frame, stream_event, ws_event
+from tests.support.fakes import FakeClock
+
+pytestmark = [pytest.mark.infra, pytest.mark.integration]
+
+TABLE_KINDS = dict(zip(TABLES, iam.TABLES, strict=True))
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem"}
+
+
+class Recorder:
+    """(function, table kind, action) of every DynamoDB request made inside :meth:`running`."""
+
+    def __init__(self) -> None:
+        self.function: str | None = None
+        self.calls: set[tuple[str, str, str]] = set()
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = None
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        if self.function is None:
+            return
+        operation = model.name
+        if operation == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                ((kind, body),) = item.items()
+                self._add(body["TableName"], _TRANSACT_ACTIONS[kind])
+        elif operation in ("BatchGetItem", "BatchWriteItem"):
+            for table in params["RequestItems"]:
+                self._add(table, operation)
+        else:
+            self._add(params["TableName"], operation)
+
+    def _add(self, table: str, action: str) -> None:
+        assert self.function is not None
+        self.calls.add((self.function, TABLE_KINDS[table], action))
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Client, Recorder, RecordingSender, Any]]:
+    with moto_dynamodb() as dynamodb:
+        recorder = Recorder()
+        dynamodb.meta.events.register("before-parameter-build.dynamodb", recorder)
+        sender = RecordingSender()
+        settings = Settings(channels_table=TABLES[0], messages_table=TABLES[1],
+                            connections_table=TABLES[2])
+        store = dynamo_store(dynamodb)
+        bootstrap.install(bootstrap.build(settings, store, store, sender, FakeClock(),
+                                          rng=random.Random(7)))
+        try:
+            with Client(app_module.app) as client:
+                yield client, recorder, sender, dynamodb
+        finally:
+            bootstrap.install(None)
+
+
+def _post(client: Client, path: str, body: Any, content_type: str = "application/json") -> Any:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.http.post(path, body=data, headers={"content-type": content_type})
+
+
+def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) -> None:
+    client, recorder, sender, dynamodb = world
+    ws = client.lambda_
+
+    with recorder.running("api_handler"):
+        assert client.http.put("/v1/channels/runs:a", body=json.dumps({"retention": 3600}),
+                               headers={"content-type": "application/json"}).status_code == 201
+        assert _post(client, "/v1/channels/runs:a/messages",
+                     [{"data": 1, "id": "x"}, {"data": 2}]).status_code == 201
+        # A repeated id loses the transaction and is looked up (BatchGetItem).
+        assert _post(client, "/v1/channels/runs:a/messages",
+                     {"data": 1, "id": "x"}).status_code == 200
+        assert client.http.get("/v1/channels/runs:a").status_code == 200
+        assert client.http.get("/v1/channels/runs:a/messages?from=-1").status_code == 200
+        assert client.http.put("/v1/stream/s1", body=b"",
+                               headers={"content-type": "application/json"}).status_code == 201
+        assert _post(client, "/v1/stream/s1", [{"a": 1}]).status_code == 204
+        assert client.http.head("/v1/stream/s1").status_code == 200
+        assert client.http.delete("/v1/stream/s1").status_code == 204
+        assert client.http.delete("/v1/channels/runs:a").status_code == 204
+
+    with recorder.running("websocket_connect"):
+        for connection in ("c1", "c2", "c3"):
+            assert ws.invoke("connect", ws_event("$connect", connection)).payload == {
+                "statusCode": 200}
+
+    with recorder.running("websocket_message"):
+        for connection in ("c1", "c3"):
+            ws.invoke("message", ws_event("$default", connection, frame(
+                action="subscribe", ref="s", channel="runs:b", **{"from": "-1"})))
+        ws.invoke("message", ws_event("$default", "c2", frame(
+            action="publish", ref="p", channel="runs:b", data={"n": 1}, id="m1")))
+        ws.invoke("message", ws_event("$default", "c2", frame(action="ping", ref="q")))
+        ws.invoke("message", ws_event("$default", "c3", frame(
+            action="unsubscribe", ref="u", channel="runs:b")))
+        sender.gone.add("c2")  # a reply to a closed socket deletes its connection
+        ws.invoke("message", ws_event("$default", "c2", frame(action="ping", ref="r")))
+        sender.gone.discard("c2")
+    subscribed = [json.loads(f)["type"] for f in sender.sent["c1"]]
+    assert subscribed[0] == "subscribed", subscribed
+
+    items = [i for i in dynamodb.scan(TableName=TABLES[1])["Items"]
+             if i["channel"]["S"] == "runs:b"]
+    assert items
+    sender.gone.add("c1")  # the fan-out finds c1 gone and cleans it up
+    with recorder.running("fanout_records"):
+        result = ws.invoke("fanout_records", stream_event(items)).payload
+    assert result == {"batchItemFailures": []}
+
+    with recorder.running("websocket_disconnect"):
+        ws.invoke("disconnect", ws_event("$disconnect", "c3"))
+
+    functions_seen = {function for function, _, _ in recorder.calls}
+    assert functions_seen == set(iam.FUNCTIONS), "the scenario must exercise every function"
+    missing = sorted(
+        f"{function}: dynamodb:{action} on {table}"
+        for function, table, action in recorder.calls
+        if f"dynamodb:{action}" not in iam.FUNCTIONS[function].table_actions(table)
+    )
+    assert not missing, "infra/iam.py does not grant: " + "; ".join(missing)
+    # The transactions really were split into their per-item actions.
+    assert ("api_handler", iam.CHANNELS, "UpdateItem") in recorder.calls
+    assert ("websocket_message", iam.CHANNELS, "ConditionCheckItem") in recorder.calls
+    assert ("fanout_records", iam.CONNECTIONS, "Query") in recorder.calls
+    assert ("fanout_records", iam.CONNECTIONS, "BatchWriteItem") in recorder.calls
