@@ -1,10 +1,25 @@
-"""The ``switchboard`` command: ``switchboard dev`` and the client commands."""
+"""The ``switchboard`` command: ``switchboard dev`` and the client commands.
+
+Client commands (publish, tail, history, info, create, delete) write results to stdout (JSON
+lines unless asked otherwise, so they pipe into ``jq``); progress and errors go to stderr. An
+error is one readable line and a non-zero exit, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # imported lazily so `switchboard dev` starts without the client stack
+    from .client import Message, Switchboard
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,13 +31,217 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     dev.add_argument("--stream-poll-ms", type=int, default=50)
+    add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "dev":
         from .dev.server import run
 
         return run(host=args.host, port=args.port, stream_poll_ms=args.stream_poll_ms)
+    if args.command in COMMANDS:
+        return run_client(args)
     parser.print_help()
     return 2
+
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_commands(commands: Any) -> None:
+    """Register the client subcommands on ``switchboard``'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL),
+        help="HTTP base URL (env SWITCHBOARD_URL; default %(default)s)",
+    )
+    common.add_argument(
+        "--ws-url",
+        default=os.environ.get("SWITCHBOARD_WS_URL"),
+        help="WebSocket URL when it is not <url>/ws, e.g. on AWS (env SWITCHBOARD_WS_URL)",
+    )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("SWITCHBOARD_TOKEN"),
+        help="credential sent with every request (env SWITCHBOARD_TOKEN)",
+    )
+
+    p = commands.add_parser("publish", parents=[common], help="publish one message")
+    p.add_argument("channel")
+    p.add_argument("data", help="JSON value; anything that is not JSON is sent as a string")
+    p.add_argument("--id", help="idempotency key (default: a random one, reused on retries)")
+
+    p = commands.add_parser(
+        "tail", parents=[common], help="follow a channel live, resuming across reconnects"
+    )
+    p.add_argument("channel")
+    p.add_argument("--from", dest="from_", default="now", help="'now' (default), '-1' or an offset")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", dest="fmt", action="store_const", const="json",
+                     help="one JSON message per line (default when stdout is not a terminal)")
+    fmt.add_argument("--pretty", dest="fmt", action="store_const", const="pretty",
+                     help="a readable view (default on a terminal)")
+    p.add_argument("--count", type=int, help="exit after this many messages")
+
+    p = commands.add_parser(
+        "history", parents=[common], help="export stored messages as JSON lines"
+    )
+    p.add_argument("channel")
+    p.add_argument("--from", dest="from_", default="-1", help="'-1' (default) or an offset")
+    p.add_argument("--limit", type=int, help="stop after this many messages (default: all)")
+    progress = p.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_const", const=True,
+                          help="show progress on stderr (default when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+    p = commands.add_parser("info", parents=[common], help="show a channel's metadata")
+    p.add_argument("channel")
+
+    p = commands.add_parser("create", parents=[common], help="create a channel")
+    p.add_argument("channel")
+    p.add_argument("--retention", type=int, help="seconds messages are kept")
+
+    p = commands.add_parser("delete", parents=[common], help="delete a channel and its log")
+    p.add_argument("channel")
+
+
+COMMANDS = ("publish", "tail", "history", "info", "create", "delete")
+
+
+def run_client(args: argparse.Namespace) -> int:
+    handler: Callable[[Switchboard, argparse.Namespace], Awaitable[None]] = {
+        "publish": _publish,
+        "tail": _tail,
+        "history": _history,
+        "info": _info,
+        "create": _create,
+        "delete": _delete,
+    }[args.command]
+
+    from .client import Options, Switchboard, SwitchboardError
+
+    async def main() -> None:
+        # A CLI should fail fast when the server is down, not retry for a minute.
+        options = Options(publish_deadline=15.0, http_attempts=3)
+        async with Switchboard(
+            args.url, args.token, ws_url=args.ws_url, options=options
+        ) as client:
+            await handler(client, args)
+
+    try:
+        asyncio.run(main())
+    except SwitchboardError as error:
+        _fail(f"{error.code}: {error.message}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `switchboard tail ch | head`: the reader went away; that is a normal end.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (OSError, ValueError) as error:
+        _fail(f"{error.__class__.__name__}: {error}")
+        return EXIT_ERROR
+    return 0
+
+
+def _fail(line: str) -> None:
+    print(f"switchboard: error: {line}", file=sys.stderr)
+
+
+def _emit(obj: Any, stream: TextIO = sys.stdout) -> None:
+    stream.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
+def parse_data(text: str) -> Any:
+    """DATA is JSON when it parses as JSON, else the plain string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def _publish(client: Switchboard, args: argparse.Namespace) -> None:
+    ack = await client.http.publish(
+        args.channel, parse_data(args.data), args.id or uuid.uuid4().hex
+    )
+    _emit({"channel": ack.channel, "seq": ack.seq, "offset": ack.offset,
+           "duplicate": ack.duplicate})
+
+
+async def _tail(client: Switchboard, args: argparse.Namespace) -> None:
+    fmt = args.fmt or ("pretty" if sys.stdout.isatty() else "json")
+    seen = 0
+    async with client.channel(args.channel).subscribe(from_=args.from_) as subscription:
+        async for message in subscription:
+            if fmt == "json":
+                _emit(message.to_dict())
+            else:
+                sys.stdout.write(pretty(message) + "\n")
+                sys.stdout.flush()
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                return
+
+
+def pretty(message: Message) -> str:
+    when = datetime.fromtimestamp((message.ts or 0) / 1000).strftime("%H:%M:%S.%f")[:-3]
+    data = message.data
+    who = f" {message.publisher}" if message.publisher else ""
+    if isinstance(data, dict) and data.get("type") == "token" and isinstance(data.get("text"), str):
+        body = f"token {data.get('stream', '')}: {data['text']!r}"
+    elif isinstance(data, str):
+        body = data
+    else:
+        body = json.dumps(data, ensure_ascii=False)
+    return f"#{message.seq:<6} {when}{who}  {body}"
+
+
+async def _history(client: Switchboard, args: argparse.Namespace) -> None:
+    channel = client.channel(args.channel)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    total: int | None = None
+    if show:
+        info = await channel.info()
+        total = info.head_seq if args.limit is None else min(args.limit, info.head_seq)
+    written = 0
+    last_shown = 0.0
+    started = time.monotonic()
+    async for message in channel.iter_history(args.from_, page_size=1000):
+        _emit(message.to_dict())
+        written += 1
+        if show and time.monotonic() - last_shown >= 0.2:
+            last_shown = time.monotonic()
+            _progress(written, total, started)
+        if args.limit is not None and written >= args.limit:
+            break
+    if show:
+        _progress(written, total, started, final=True)
+
+
+def _progress(done: int, total: int | None, started: float, final: bool = False) -> None:
+    rate = done / max(time.monotonic() - started, 1e-6)
+    of = f" / ~{total:,}" if total else ""
+    end = "\n" if final else ""
+    sys.stderr.write(f"\rexported {done:,}{of} messages ({rate:,.0f}/s){end}")
+    sys.stderr.flush()
+
+
+async def _info(client: Switchboard, args: argparse.Namespace) -> None:
+    info = await client.channel(args.channel).info()
+    print(json.dumps(info.raw, indent=2, ensure_ascii=False))
+
+
+async def _create(client: Switchboard, args: argparse.Namespace) -> None:
+    info = await client.channel(args.channel).create(args.retention)
+    print(json.dumps(info.raw, indent=2, ensure_ascii=False))
+
+
+async def _delete(client: Switchboard, args: argparse.Namespace) -> None:
+    await client.channel(args.channel).delete()
+    print(f"deleted {args.channel}", file=sys.stderr)
 
 
 if __name__ == "__main__":

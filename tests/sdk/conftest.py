@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from switchboard.client import Options, Switchboard
 
+from .devserver import DevServer, run_dev_server
 from .fake_server import FakeSwitchboard
 
 FAST = Options(
@@ -45,3 +46,10 @@ async def make_client(fake: FakeSwitchboard) -> AsyncIterator[Callable[..., Swit
     yield make
     for client in clients:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def dev_server() -> Iterator[DevServer]:
+    """One real `switchboard dev` for the SDK's end-to-end tests."""
+    with run_dev_server() as server:
+        yield server
