@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ..adapters.stream_records import inserted_messages
 from ..bootstrap import services
 from ..observability import flush_metrics, logger, service_metrics
 
-_processor = BatchProcessor(
-    event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
-)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+
+
+@cache
+def _processor() -> BatchProcessor:
+    # Imported on first use: only the fan-out function needs it, and every function imports
+    # app.py (about 40 ms of each REST and WebSocket cold start, see bench/cold_start.py).
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(
+        event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
+    )
 
 
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -34,6 +43,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         if record.dynamodb and str(record.dynamodb.sequence_number) in report.failed_records:
             raise RuntimeError("delivery failed; the stream will retry this record")
 
-    with _processor(records=records, handler=outcome, lambda_context=context):
-        _processor.process()
-    return _processor.response()
+    processor = _processor()
+    with processor(records=records, handler=outcome, lambda_context=context):
+        processor.process()
+    return processor.response()
