@@ -310,6 +310,7 @@ def run(host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50) -> 
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    server = None
     try:
         server = DevServer(host, port, stream_poll_ms)
         server.open()
