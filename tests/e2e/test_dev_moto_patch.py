@@ -1,0 +1,123 @@
+"""The dev server's TransactWriteItems replacement behaves exactly like moto's original.
+
+Each scenario runs twice on fresh in-process backends, once through moto's own
+``transact_write_items`` and once through ours, and must leave the same items, the same
+stream records and raise the same error. The patch is called directly (never installed), so
+this module changes nothing for the other tests in the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.exceptions import MockValidationException, TransactionCanceledException
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+
+from switchboard.dev import moto_patch
+
+pytestmark = pytest.mark.integration
+
+ORIGINAL = DynamoDBBackend.transact_write_items
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def head_update(expected: int, new: int) -> dict[str, Any]:
+    return {"Update": {
+        "TableName": "channels", "Key": {"pk": {"S": "c"}},
+        "UpdateExpression": "SET head = :new", "ConditionExpression": "head = :h",
+        "ExpressionAttributeValues": {":new": _n(new), ":h": _n(expected)},
+    }}
+
+
+def message_put(seq: int) -> dict[str, Any]:
+    return {"Put": {"TableName": "messages",
+                    "Item": {"pk": {"S": "c#e"}, "seq": _n(seq), "body": {"B": b"x"}}}}
+
+
+SCENARIOS: dict[str, list[dict[str, Any]]] = {
+    "append": [head_update(1, 3), message_put(2), message_put(3)],
+    "stale head": [head_update(0, 2), message_put(2)],
+    "claim taken": [
+        head_update(1, 2),
+        {"Put": {"TableName": "channels", "Item": {"pk": {"S": "c#id#e#k"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        message_put(2),
+    ],
+    "condition check": [
+        {"ConditionCheck": {"TableName": "channels", "Key": {"pk": {"S": "c"}},
+                            "ConditionExpression": "head = :h",
+                            "ExpressionAttributeValues": {":h": _n(1)}}},
+        {"Delete": {"TableName": "messages", "Key": {"pk": {"S": "c#e"}, "seq": _n(1)}}},
+    ],
+    "same item twice": [message_put(2), message_put(2)],
+    "invalid update after a put": [
+        message_put(2),
+        {"Update": {"TableName": "channels", "Key": {"pk": {"S": "c"}},
+                    "UpdateExpression": "ADD label :one",
+                    "ExpressionAttributeValues": {":one": _n(1)}}},
+    ],
+}
+
+
+def run(scenario: list[dict[str, Any]], transact: Callable[..., None]) -> tuple[Any, ...]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="channels", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        )
+        client.create_table(
+            TableName="messages", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "seq", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "seq", "AttributeType": "N"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+        client.put_item(TableName="channels", Item={"pk": {"S": "c"}, "head": _n(1),
+                                                    "label": {"S": "text"}})
+        client.put_item(TableName="channels", Item={"pk": {"S": "c#id#e#k"}})
+        client.put_item(TableName="messages", Item={"pk": {"S": "c#e"}, "seq": _n(1),
+                                                    "body": {"B": b"x"}})
+        backend = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        outcome: Any = None
+        try:
+            transact(backend, scenario)
+        except TransactionCanceledException as error:
+            outcome = ("cancelled", error.message, error.description)
+        except MockValidationException as error:
+            outcome = ("invalid", error.message)
+        channels = client.scan(TableName="channels")["Items"]
+        messages = client.scan(TableName="messages")["Items"]
+        stream = backend.get_table("messages").stream_shard
+        assert stream is not None
+        records = [(r.record["eventName"], r.record["dynamodb"].get("NewImage"))
+                   for r in stream.items]
+        return outcome, sorted(map(str, channels)), sorted(map(str, messages)), records
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_same_outcome_as_moto(name: str) -> None:
+    expected = run(SCENARIOS[name], ORIGINAL)
+    assert run(SCENARIOS[name], moto_patch.transact_write_items) == expected
+
+
+def test_scenarios_cover_success_cancellation_and_rollback() -> None:
+    outcomes = {name: run(s, moto_patch.transact_write_items)[0] for name, s in SCENARIOS.items()}
+    assert outcomes["append"] is None
+    assert outcomes["stale head"][0] == "cancelled"
+    assert "ConditionalCheckFailed" in outcomes["claim taken"][2]
+    # The put before the invalid update was rolled back, stream record included.
+    _, _, messages, records = run(SCENARIOS["invalid update after a put"],
+                                  moto_patch.transact_write_items)
+    assert len(messages) == 1
+    assert len(records) == 1
