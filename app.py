@@ -10,11 +10,11 @@ import os
 import threading
 from typing import Any
 
-from chalice import Chalice
+from chalice import Chalice, CORSConfig
 from chalice.app import DynamoDBEvent, Request, Response, WebsocketEvent
 
 from chalicelib import observability
-from chalicelib.handlers import durable_streams, fanout, rest, websocket
+from chalicelib.handlers import authn, durable_streams, fanout, rest, websocket
 
 
 class _Chalice(Chalice):
@@ -39,6 +39,21 @@ app = _Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 STREAM_CONTENT_TYPES = ["*/*"]
+# Browsers speak Durable Streams cross-origin: preflights allow its request headers and
+# responses expose its response headers.
+STREAM_CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=[
+        "Content-Type", "Authorization", "If-None-Match", "Stream-Seq", "Stream-TTL",
+        "Stream-Expires-At", "Stream-Closed", "Producer-Id", "Producer-Epoch", "Producer-Seq",
+    ],
+    expose_headers=[
+        "Stream-Next-Offset", "Stream-Cursor", "Stream-Up-To-Date", "Stream-Closed",
+        "Stream-TTL", "Stream-Expires-At", "Stream-SSE-Data-Encoding", "ETag", "Location",
+        "Producer-Epoch", "Producer-Seq", "Producer-Expected-Seq", "Producer-Received-Seq",
+    ],
+    max_age=86400,
+)
 
 
 @app.middleware("all")
@@ -61,9 +76,14 @@ def health() -> Response:
     return rest.health()
 
 
+@app.route("/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+def issue_token() -> Response:
+    return rest.issue_token(app.current_request)
+
+
 @app.route("/v1/channels/{channel}", methods=["GET"])
 def get_channel(channel: str) -> Response:
-    return rest.get_channel(channel)
+    return rest.get_channel(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES)
@@ -73,7 +93,7 @@ def put_channel(channel: str) -> Response:
 
 @app.route("/v1/channels/{channel}", methods=["DELETE"])
 def delete_channel(channel: str) -> Response:
-    return rest.delete_channel(channel)
+    return rest.delete_channel(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}/messages", methods=["GET"])
@@ -90,9 +110,16 @@ def post_messages(channel: str) -> Response:
     "/v1/stream/{channel}",
     methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
     content_types=STREAM_CONTENT_TYPES,
+    cors=STREAM_CORS,
 )
 def stream(channel: str) -> Response:
     return durable_streams.dispatch(app.current_request, channel)
+
+
+@app.lambda_function(name="ws_authorizer")
+def ws_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The WebSocket $connect authorizer (wired by infra/; the dev gateway calls it too)."""
+    return authn.authorize_connect(event)
 
 
 @app.on_ws_connect()

@@ -45,8 +45,28 @@ class Settings(BaseSettings):
     send_attempts: int = Field(5, ge=1)
     send_backoff_ms: int = Field(50, ge=0)
     publish_attempts: int = Field(10, ge=1)
+    # Durable Streams live reads (bounded: API Gateway REST ends a request after 29 s).
+    long_poll_timeout_s: float = Field(20.0, gt=0, le=25)
+    # How long a caught-up SSE request waits for new data before it closes (the client
+    # reconnects from the last control event).
+    sse_hold_s: float = Field(1.0, ge=0, le=25)
     # How many times a subscribe re-reads to catch up with a moving head before going live.
     replay_catchup_rounds: int = Field(20, ge=1)
+
+    # -- authentication (docs/auth.md) --
+    # Off only for local hacking (`switchboard dev --no-auth`); on everywhere else.
+    auth_enabled: bool = True
+    # Where API keys come from: a JSON document in this variable (dev and tests only), or the
+    # id of a Secrets Manager secret, or the name of an SSM SecureString parameter.
+    api_keys: str | None = None
+    api_keys_secret_id: str | None = None
+    api_keys_parameter: str | None = None
+    api_keys_refresh_s: int = Field(300, ge=0)
+    token_leeway_s: int = Field(30, ge=0, le=300)
+    token_max_ttl_s: int = Field(24 * 3600, ge=60)
+    # Browser origins allowed to open WebSockets; ["*"] allows any (the dev server's default).
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
 
     @field_validator("namespace_retention")
     @classmethod
