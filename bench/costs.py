@@ -147,8 +147,8 @@ def measure() -> dict[str, Any]:
         client.meta.events.register("after-call.dynamodb.*", meter.after)
         store = dynamo_store(client)
         sender = RecordingSender()
-        services = bootstrap.build(Settings(), store, store, sender, SystemClock(),
-                                   rng=random.Random(1))
+        services = bootstrap.build(Settings(auth_enabled=False), store, store, sender,
+                                   SystemClock(), rng=random.Random(1))
         data = {"type": "token", "text": "x" * 160}  # ~200-byte message
 
         def ws(cid: str) -> WsContext:

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .auth import Authenticator, KeyRing
 from .ports import Clock, ConnectionSender, MessageStore, SubscriptionStore
 from .services import ChannelService, FanoutService, Metrics, SessionService
 from .settings import Settings, get_settings
@@ -22,6 +23,8 @@ class Services:
     channels: ChannelService
     sessions: SessionService
     fanout: FanoutService
+    # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
+    auth: Authenticator | None = None
 
 
 def build(
@@ -32,16 +35,47 @@ def build(
     clock: Clock,
     metrics: Metrics | None = None,
     rng: random.Random | None = None,
+    keys: KeyRing | None = None,
 ) -> Services:
     rng = rng or random.Random()
     metrics = metrics or Metrics()
     channels = ChannelService(store, settings, clock, rng, metrics)
+    auth = None
+    if settings.auth_enabled:
+        auth = Authenticator(
+            keys or key_ring(settings), clock, settings.token_leeway_s, settings.token_max_ttl_s
+        )
     return Services(
         settings=settings,
         channels=channels,
         sessions=SessionService(channels, subscriptions, sender, settings, clock, metrics),
         fanout=FanoutService(subscriptions, sender, settings, clock, rng, metrics),
+        auth=auth,
     )
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """API keys from wherever the settings say (read lazily, refreshed every few minutes)."""
+    from .adapters.keys import (
+        CachedKeyRing,
+        StaticKeyRing,
+        secrets_manager_fetch,
+        ssm_fetch,
+    )
+
+    if settings.api_keys is not None:
+        return StaticKeyRing.from_json(settings.api_keys)
+    if settings.api_keys_secret_id is not None or settings.api_keys_parameter is not None:
+        import boto3
+
+        if settings.api_keys_secret_id is not None:
+            client = boto3.client("secretsmanager", region_name=settings.region)
+            fetch = secrets_manager_fetch(client, settings.api_keys_secret_id)
+        else:
+            client = boto3.client("ssm", region_name=settings.region)
+            fetch = ssm_fetch(client, str(settings.api_keys_parameter))
+        return CachedKeyRing(fetch, settings.api_keys_refresh_s)
+    return StaticKeyRing({})  # authentication on and no keys: nobody gets in
 
 
 def build_aws(settings: Settings, metrics: Metrics | None = None) -> Services:

@@ -6,6 +6,7 @@ Lambda events into calls on them, and bootstrap.py decides which adapters they g
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from .core import frames
+from .core.auth import PUBLISH, SUBSCRIBE, Principal
 from .core.channels import ChannelMeta, resolve_start
 from .core.errors import (
     ConflictError,
@@ -482,7 +484,8 @@ class WsContext:
 
     connection_id: str
     endpoint: str
-    principal: str | None = None
+    # Who is on the other end: from the $connect token (anonymous when auth is off).
+    principal: Principal = field(default_factory=Principal.anonymous)
 
 
 class SessionService:
@@ -512,7 +515,8 @@ class SessionService:
                 endpoint=ctx.endpoint,
                 connected_ms=now,
                 expires_at=now // 1000 + self.settings.connection_ttl_s,
-                principal=ctx.principal,
+                principal=ctx.principal.publisher,
+                claims=json.dumps(ctx.principal.to_claims(), separators=(",", ":")),
             )
         )
 
@@ -552,15 +556,18 @@ class SessionService:
             logger.thread_safe_remove_keys(["channel"])
 
     def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
+        ctx.principal.require(frame.channel, PUBLISH, self.clock.now_ms() / 1000)
         body = self.channels.encode(frame.data)
+        # `publisher` is who authenticated, never what the frame claims.
         (result,) = self.channels.publish(
-            frame.channel, [NewMessage(body, frame.id, ctx.principal)]
+            frame.channel, [NewMessage(body, frame.id, ctx.principal.publisher)]
         )
         logger.debug("published", extra={"seq": result.seq})
         self._send(ctx, frames.ack_frame(frame.ref, result))
 
     def _subscribe(self, ctx: WsContext, frame: frames.Subscribe) -> None:
         """Register first, then replay, then go live: nothing can fall in between."""
+        ctx.principal.require(frame.channel, SUBSCRIBE, self.clock.now_ms() / 1000)
         meta = self.channels.get_or_create(frame.channel)
         after = self.channels.resolve(meta, frame.start)
         sub = Subscription(

@@ -450,6 +450,8 @@ class DynamoStore:
         }
         if connection.principal is not None:
             item["principal"] = {"S": connection.principal}
+        if connection.claims is not None:
+            item["claims"] = {"S": connection.claims}
         self.client.put_item(TableName=self.connections_table, Item=item)
 
     def get_connection(self, connection_id: str) -> Connection | None:
@@ -464,6 +466,7 @@ class DynamoStore:
             connected_ms=int(item["connected"]["N"]),
             expires_at=int(item[TTL_ATTRIBUTE]["N"]),
             principal=item["principal"]["S"] if "principal" in item else None,
+            claims=item["claims"]["S"] if "claims" in item else None,
         )
 
     def delete_connection(self, connection_id: str) -> None:

@@ -19,7 +19,9 @@ class Connection:
     endpoint: str  # Management API base URL, https://{domain}/{stage} on AWS
     connected_ms: int
     expires_at: int  # epoch seconds; API Gateway closes sockets after 2 h
-    principal: str | None = None
+    principal: str | None = None  # the client id, for logs and `publisher`
+    # Principal.to_claims() as JSON: read back when no authorizer context is available.
+    claims: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The /v1 JSON API: health, channel metadata, history and publish."""
+"""The /v1 JSON API: health, tokens, channel metadata, history and publish."""
 
 from __future__ import annotations
 
@@ -7,13 +7,27 @@ from typing import Any
 from chalice.app import Request, Response
 
 from ..bootstrap import services
-from ..core.errors import ConflictError, InvalidRequestError
+from ..core.auth import ADMIN, HISTORY, PUBLISH
+from ..core.errors import ConflictError, InvalidRequestError, TooLargeError, UnauthorizedError
 from ..core.messages import NewMessage, PublishResult, validate_id
+from ..core.names import validate_channel
 from ..core.offsets import parse_start
 from ..observability import service_metrics
+from .authn import http_principal
 from .http import handles_errors, int_param, json_response, parse_json
 
 VERSION = "0.1.0"
+
+
+def _body(request: Request) -> bytes | None:
+    raw = request.raw_body
+    limit = services(service_metrics).settings.max_request_bytes
+    if raw and len(raw) > limit:
+        raise TooLargeError(
+            f"The request body is {len(raw)} bytes; the limit is {limit}.",
+            {"size": len(raw), "max_bytes": limit},
+        )
+    return raw
 
 
 @handles_errors
@@ -22,14 +36,39 @@ def health() -> Response:
 
 
 @handles_errors
-def get_channel(channel: str) -> Response:
+def issue_token(request: Request) -> Response:
+    """``POST /v1/tokens`` with an API key: a short-lived token for one client."""
+    svc = services(service_metrics)
+    if svc.auth is None:
+        raise UnauthorizedError(
+            "Authentication is off on this server (switchboard dev --no-auth): no tokens "
+            "are needed or issued."
+        )
+    issuer = http_principal(request)
+    body = parse_json(_body(request))
+    if not isinstance(body, dict) or set(body) - {"client_id", "capabilities", "ttl"}:
+        raise InvalidRequestError(
+            'The body is {"client_id": "...", "capabilities": {"runs:*": ["subscribe"]}, '
+            '"ttl": seconds}.'
+        )
+    issued = svc.auth.issue(
+        issuer, body.get("client_id"), body.get("capabilities"), body.get("ttl", 3600)
+    )
+    return json_response(issued, 201)
+
+
+@handles_errors
+def get_channel(request: Request, channel: str) -> Response:
+    http_principal(request, validate_channel(channel), HISTORY)
     return json_response(services(service_metrics).channels.info(channel))
 
 
 @handles_errors
 def put_channel(request: Request, channel: str) -> Response:
     """Create a channel with settings (``{"retention": seconds}``); idempotent."""
-    body = parse_json(request.raw_body) if request.raw_body else {}
+    http_principal(request, validate_channel(channel), ADMIN)
+    raw = _body(request)
+    body = parse_json(raw) if raw else {}
     if not isinstance(body, dict) or set(body) - {"retention"}:
         raise InvalidRequestError(
             'The body must be an object with optional "retention" (seconds).'
@@ -50,13 +89,15 @@ def put_channel(request: Request, channel: str) -> Response:
 
 
 @handles_errors
-def delete_channel(channel: str) -> Response:
+def delete_channel(request: Request, channel: str) -> Response:
+    http_principal(request, validate_channel(channel), ADMIN)
     services(service_metrics).channels.delete(channel)
     return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
 
 
 @handles_errors
 def get_messages(request: Request, channel: str) -> Response:
+    http_principal(request, validate_channel(channel), HISTORY)
     params = request.query_params or {}
     svc = services(service_metrics)
     limit = int_param(params.get("limit"), "limit", 100, 1, svc.settings.history_max_limit)
@@ -72,24 +113,25 @@ def get_messages(request: Request, channel: str) -> Response:
 
 @handles_errors
 def post_messages(request: Request, channel: str) -> Response:
-    body = parse_json(request.raw_body)
+    principal = http_principal(request, validate_channel(channel), PUBLISH)
+    body = parse_json(_body(request))
     svc = services(service_metrics)
     items = body if isinstance(body, list) else [body]
     if not items:
         raise InvalidRequestError("The list of messages is empty; send at least one.")
-    messages = [_new_message(svc.channels.encode, item) for item in items]
+    messages = [_new_message(svc.channels.encode, item, principal.publisher) for item in items]
     results = svc.channels.publish(channel, messages)
     acks = [_ack(r) for r in results]
     status = 200 if all(r.duplicate for r in results) else 201
     return json_response(acks if isinstance(body, list) else acks[0], status)
 
 
-def _new_message(encode: Any, item: Any) -> NewMessage:
+def _new_message(encode: Any, item: Any, publisher: str | None) -> NewMessage:
     if not isinstance(item, dict) or "data" not in item or set(item) - {"data", "id"}:
         raise InvalidRequestError(
             'Each message is an object {"data": <any JSON>, "id": "<optional idempotency key>"}.'
         )
-    return NewMessage(encode(item["data"]), validate_id(item.get("id")))
+    return NewMessage(encode(item["data"]), validate_id(item.get("id")), publisher)
 
 
 def _ack(result: PublishResult) -> dict[str, Any]:

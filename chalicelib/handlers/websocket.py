@@ -7,22 +7,32 @@ from typing import Any
 from chalice.app import WebsocketEvent
 
 from ..bootstrap import services
+from ..core.auth import Principal
+from ..core.errors import SwitchboardError
 from ..observability import flush_metrics, logger, service_metrics
 from ..services import WsContext
+from . import authn
 
 
-def _context(event: WebsocketEvent) -> WsContext:
+def _context(event: WebsocketEvent, principal: Principal) -> WsContext:
     svc = services(service_metrics)
     # On AWS the Management API lives at https://{domain}/{stage}; a setting overrides it
     # (custom domains, the local gateway).
     endpoint = svc.settings.websocket_endpoint or f"https://{event.domain_name}/{event.stage}"
-    return WsContext(connection_id=event.connection_id, endpoint=endpoint)
+    return WsContext(event.connection_id, endpoint, principal)
 
 
 def connect(event: WebsocketEvent) -> dict[str, Any]:
     logger.thread_safe_append_keys(connection_id=event.connection_id)
+    raw = event.to_dict()
     try:
-        services(service_metrics).sessions.connect(_context(event))
+        principal = authn.connect_principal(
+            raw.get("queryStringParameters"), raw.get("headers"), raw.get("requestContext", {})
+        )
+        services(service_metrics).sessions.connect(_context(event, principal))
+    except SwitchboardError as error:
+        logger.info("connection refused", extra={"code": error.code})
+        return {"statusCode": error.status}
     except Exception:
         logger.exception("connect failed")
         return {"statusCode": 500}
@@ -34,7 +44,8 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
 def message(event: WebsocketEvent) -> dict[str, Any]:
     logger.thread_safe_append_keys(connection_id=event.connection_id)
     try:
-        services(service_metrics).sessions.handle(_context(event), event.body)
+        principal = authn.connection_principal(event)
+        services(service_metrics).sessions.handle(_context(event, principal), event.body)
     finally:
         flush_metrics()
     return {"statusCode": 200}
@@ -42,6 +53,7 @@ def message(event: WebsocketEvent) -> dict[str, Any]:
 
 def disconnect(event: WebsocketEvent) -> dict[str, Any]:
     logger.thread_safe_append_keys(connection_id=event.connection_id)
+    authn.forget(event.connection_id)
     try:
         services(service_metrics).sessions.disconnect(event.connection_id)
     except Exception:

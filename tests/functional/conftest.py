@@ -68,8 +68,10 @@ class Harness:
 
 def make_harness(settings: Settings | None = None, store: MemoryStore | None = None) -> Harness:
     store, sender, clock = store or MemoryStore(), RecordingSender(), FakeClock()
+    # Authentication has its own tests (test_auth.py); elsewhere everyone may do anything.
     services = bootstrap.build(
-        settings or Settings(), store, store, sender, clock, rng=random.Random(7)
+        settings or Settings(auth_enabled=False), store, store, sender, clock,
+        rng=random.Random(7),
     )
     bootstrap.install(services)
     return Harness(Client(app_module.app), store, sender, clock, services)

@@ -79,7 +79,7 @@ def test_channel_info_and_explicit_create_with_retention(harness: Harness) -> No
 
 
 def test_namespace_retention_applies_to_implicitly_created_channels() -> None:
-    h = make_harness(Settings(namespace_retention={"runs": 120}))
+    h = make_harness(Settings(auth_enabled=False, namespace_retention={"runs": 120}))
     with h.client:
         h.post("/v1/channels/runs:1/messages", {"data": 1})
         h.post("/v1/channels/chat:1/messages", {"data": 1})
@@ -148,7 +148,7 @@ def test_bad_history_queries_are_400(harness: Harness, query: str, code: str) ->
 
 
 def test_batches_over_the_limit_are_too_large() -> None:
-    h = make_harness(Settings(max_batch=3))
+    h = make_harness(Settings(auth_enabled=False, max_batch=3))
     with h.client:
         response = h.post("/v1/channels/runs:1/messages", [{"data": i} for i in range(4)])
         assert response.status_code == 413 and body(response)["error"]["code"] == "too_large"

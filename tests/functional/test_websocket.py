@@ -154,7 +154,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
 
 
 def test_too_large_frames_are_rejected_before_parsing() -> None:
-    h = make_harness(Settings(max_frame_bytes=2048))
+    h = make_harness(Settings(auth_enabled=False, max_frame_bytes=2048))
     with h.client:
         h.connect("c1")
         h.send("c1", '{"action":"ping","ref":"big","pad":"' + "x" * 3000 + '"}')
@@ -163,7 +163,7 @@ def test_too_large_frames_are_rejected_before_parsing() -> None:
 
 
 def test_subscription_limit_is_a_clear_error() -> None:
-    h = make_harness(Settings(max_subscriptions_per_connection=2))
+    h = make_harness(Settings(auth_enabled=False, max_subscriptions_per_connection=2))
     with h.client:
         h.connect("c1")
         for name in ("a:1", "a:2", "a:3"):

@@ -53,8 +53,8 @@ def stack() -> Iterator[Stack]:
     with moto_dynamodb() as ddb:
         store = dynamo_store(ddb)
         sender = RecordingSender()
-        bootstrap.install(bootstrap.build(Settings(), store, store, sender, SystemClock(),
-                                          rng=random.Random(3)))
+        bootstrap.install(bootstrap.build(Settings(auth_enabled=False), store, store, sender,
+                                          SystemClock(), rng=random.Random(3)))
         try:
             with Client(app_module.app) as client:
                 yield Stack(client, sender, store)

@@ -1,0 +1,206 @@
+"""Who may do what on which channel: capabilities and principals (pure, no I/O).
+
+A capability maps channel-name patterns to operations, as in Ably and Centrifugo::
+
+    {"runs:7f3a": ["subscribe", "publish"], "runs:*": ["history"], "*": ["subscribe"]}
+
+Patterns: ``*`` (every channel), ``prefix*`` (every channel whose name starts with
+``prefix``, e.g. ``runs:*``), or an exact channel name. Operations: ``subscribe``,
+``publish``, ``history`` (reads over HTTP), ``admin`` (create, delete, retention) and ``*``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ForbiddenError, InvalidRequestError, UnauthorizedError
+from .names import validate_channel
+
+SUBSCRIBE = "subscribe"
+PUBLISH = "publish"
+HISTORY = "history"
+ADMIN = "admin"
+OPERATIONS = (SUBSCRIBE, PUBLISH, HISTORY, ADMIN)
+MAX_GRANTS = 100
+
+
+def _valid_pattern(pattern: object) -> bool:
+    if not isinstance(pattern, str) or not pattern or len(pattern) > 256:
+        return False
+    if pattern == "*":
+        return True
+    body = pattern[:-1] if pattern.endswith("*") else pattern
+    if "*" in body:
+        return False
+    if pattern.endswith("*"):
+        # A prefix: validate it as a name once the trailing separator is completed.
+        probe = body + "x" if body.endswith(":") or not body else body
+        try:
+            validate_channel(probe)
+        except Exception:
+            return False
+        return True
+    try:
+        validate_channel(body)
+    except Exception:
+        return False
+    return True
+
+
+def _pattern_matches(pattern: str, channel: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return channel.startswith(pattern[:-1])
+    return channel == pattern
+
+
+def _pattern_within(inner: str, outer: str) -> bool:
+    """Every channel ``inner`` matches is also matched by ``outer``."""
+    if outer == "*":
+        return True
+    if outer.endswith("*"):
+        return inner != "*" and inner.rstrip("*").startswith(outer[:-1])
+    return inner == outer
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    grants: tuple[tuple[str, frozenset[str]], ...]
+
+    @classmethod
+    def parse(cls, raw: object) -> Capabilities:
+        """Validate a capability object; :class:`InvalidRequestError` says what is wrong."""
+        example = '{"runs:*": ["subscribe", "history"]}'
+        if not isinstance(raw, dict) or not raw or len(raw) > MAX_GRANTS:
+            raise InvalidRequestError(
+                f"'capabilities' must be an object of 1 to {MAX_GRANTS} channel patterns "
+                f"mapped to operations, for example {example}."
+            )
+        grants = []
+        for pattern, ops in raw.items():
+            if not _valid_pattern(pattern):
+                raise InvalidRequestError(
+                    f"{pattern!r} is not a channel pattern: use '*', 'prefix*' or a channel "
+                    "name.",
+                    {"pattern": str(pattern)[:80]},
+                )
+            if (
+                not isinstance(ops, list)
+                or not ops
+                or any(op not in (*OPERATIONS, "*") for op in ops)
+            ):
+                raise InvalidRequestError(
+                    f"Operations for {pattern!r} must be a non-empty list of "
+                    f"{', '.join(OPERATIONS)} or '*'.",
+                    {"pattern": pattern},
+                )
+            grants.append((pattern, frozenset(OPERATIONS if "*" in ops else ops)))
+        return cls(tuple(grants))
+
+    @classmethod
+    def everything(cls) -> Capabilities:
+        return cls((("*", frozenset(OPERATIONS)),))
+
+    def allows(self, channel: str, operation: str) -> bool:
+        return any(
+            operation in ops and _pattern_matches(pattern, channel) for pattern, ops in self.grants
+        )
+
+    def covers(self, other: Capabilities) -> bool:
+        """True when ``other`` grants nothing that this does not (a token vs. its key)."""
+        return all(
+            any(_pattern_within(pattern, mine) and ops <= my_ops for mine, my_ops in self.grants)
+            for pattern, ops in other.grants
+        )
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {
+            pattern: ["*"] if ops == frozenset(OPERATIONS) else sorted(ops)
+            for pattern, ops in self.grants
+        }
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: an API key (backend) or a token (client), or anyone when
+    authentication is off."""
+
+    kind: str  # "key" | "token" | "anonymous"
+    client_id: str | None
+    capabilities: Capabilities
+    key_id: str | None = None
+    expires_at: int | None = None  # epoch seconds, tokens only
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        return cls("anonymous", None, Capabilities.everything())
+
+    @property
+    def publisher(self) -> str | None:
+        """The id recorded as ``publisher`` on messages this principal publishes."""
+        if self.kind == "key":
+            return f"key:{self.key_id}"
+        return self.client_id
+
+    @classmethod
+    def unauthenticated(cls) -> Principal:
+        """A connection with no valid credentials: every action is refused."""
+        return cls("unauthenticated", None, Capabilities(()))
+
+    def require(self, channel: str, operation: str, now_s: float) -> None:
+        if self.kind == "unauthenticated":
+            raise UnauthorizedError(
+                "This connection is not authenticated: reconnect with ?token=<token>."
+            )
+        if self.expires_at is not None and now_s >= self.expires_at:
+            raise UnauthorizedError(
+                "Your token has expired; get a fresh one and reconnect (the SDKs do this "
+                "through their auth callback).",
+                {"expired_at": self.expires_at},
+            )
+        if not self.capabilities.allows(channel, operation):
+            raise ForbiddenError(
+                f"Your credentials do not allow {operation!r} on channel {channel!r}.",
+                {"channel": channel, "operation": operation},
+            )
+
+    def to_claims(self) -> dict[str, Any]:
+        """Compact form carried in an authorizer context or a connection record."""
+        return {
+            "kind": self.kind,
+            "client_id": self.client_id,
+            "caps": self.capabilities.to_dict(),
+            "key": self.key_id,
+            "exp": self.expires_at,
+        }
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Principal:
+        return cls(
+            kind=str(claims["kind"]),
+            client_id=claims.get("client_id"),
+            capabilities=Capabilities.parse(claims["caps"]),
+            key_id=claims.get("key"),
+            expires_at=int(claims["exp"]) if claims.get("exp") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A backend's credential: ``<id>:<secret>``. The secret also signs its tokens."""
+
+    id: str
+    secret: str
+    capabilities: Capabilities
+    revoked: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ApiKey:
+        return cls(
+            id=str(raw["id"]),
+            secret=str(raw["secret"]),
+            capabilities=Capabilities.parse(raw.get("capabilities", {"*": ["*"]})),
+            revoked=bool(raw.get("revoked", False)),
+        )
