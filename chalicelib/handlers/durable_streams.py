@@ -28,6 +28,7 @@ from typing import Any, ParamSpec
 from chalice.app import Request, Response
 
 from ..bootstrap import services
+from ..core.auth import ADMIN, HISTORY, PUBLISH
 from ..core.channels import ChannelMeta
 from ..core.errors import (
     ConflictError,
@@ -37,10 +38,12 @@ from ..core.errors import (
     SwitchboardError,
 )
 from ..core.messages import JSON_CONTENT_TYPE, NewMessage
+from ..core.names import validate_channel
 from ..core.offsets import BEGINNING, parse_start
 from ..core.producers import ProducerRequest, parse_producer
 from ..observability import flush_metrics, logger, service_metrics
 from ..services import ChannelService, StreamAppend, StreamClosedError
+from .authn import http_principal
 from .http import error_response
 
 P = ParamSpec("P")
@@ -123,6 +126,7 @@ def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Respons
 @stream_errors
 def dispatch(request: Request, channel: str) -> Response:
     method = request.method.upper()
+    http_principal(request, validate_channel(channel), _OPERATIONS.get(method, ADMIN))
     if method == "PUT":
         return create(request, channel)
     if method == "POST":
@@ -133,6 +137,11 @@ def dispatch(request: Request, channel: str) -> Response:
         _channels().delete(channel)
         return _respond("", 204, {"Cache-Control": NO_STORE})
     raise InvalidRequestError(f"Method {method} is not supported on streams.")
+
+
+# What each method needs (docs/auth.md): reads are `history`, appends `publish`, the rest
+# `admin`.
+_OPERATIONS = {"GET": HISTORY, "HEAD": HISTORY, "POST": PUBLISH, "PUT": ADMIN, "DELETE": ADMIN}
 
 
 # -- create ---------------------------------------------------------------------------------
