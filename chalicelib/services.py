@@ -90,6 +90,7 @@ class StreamAppend:
     meta: ChannelMeta  # the channel after the append (its head is the new tail)
     duplicate: bool = False  # an idempotent producer's retry: nothing was stored
     producer: ProducerState | None = None  # the producer's state after the append
+    stored: int = 0  # messages appended
 
 
 class Metrics:
@@ -410,6 +411,7 @@ class ChannelService:
             return StreamAppend(
                 replace(after, closed=close, stream_seq=stream_seq or meta.stream_seq),
                 producer=new_state,
+                stored=len(stored),
             )
         raise UnavailableError(
             f"Stream {name!r} is too busy right now; retry the append (with producer headers "
@@ -453,7 +455,7 @@ class ChannelService:
             self.metrics.count("MessagesPublished", len(stored))
             meta = meta.with_head(stored[-1].seq)
             pending = pending[count:]
-        return StreamAppend(meta)
+        return StreamAppend(meta, stored=len(messages))
 
     def sliding_expiry(self, meta: ChannelMeta, now_ms: int) -> int | None:
         """The new expiry of a stream with a ``Stream-TTL`` (renewed on every access), in

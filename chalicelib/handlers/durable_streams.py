@@ -15,6 +15,7 @@ events and closes, and the client reconnects from the last control event's offse
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import random
 import re
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec
 
-from chalice.app import Request, Response
+from chalice.app import APIGateway, Request, Response, _matches_content_type
 
 from ..bootstrap import services
 from ..core.auth import ADMIN, HISTORY, PUBLISH
@@ -63,6 +64,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Resource-Policy": "cross-origin",
 }
+# The media types API Gateway passes as binary: Chalice's defaults (app.py keeps them).
+BINARY_TYPES = APIGateway().binary_types
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _TTL = re.compile(r"0|[1-9][0-9]*")
 
@@ -120,6 +123,14 @@ def _channels() -> ChannelService:
 
 
 def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Response:
+    # Chalice base64-encodes the bodies of binary media types (they must be bytes) and
+    # passes others through as text (bytes would not survive Lambda's JSON encoding).
+    if _matches_content_type(headers.get("Content-Type", ""), BINARY_TYPES):
+        body = body.encode("utf-8") if isinstance(body, str) else body
+    elif isinstance(body, bytes):
+        # Not UTF-8: only a binary media type survives API Gateway (docs/durable-streams.md).
+        with contextlib.suppress(UnicodeDecodeError):
+            body = body.decode("utf-8")
     return Response(body=body, status_code=status, headers={**headers, **SECURITY_HEADERS})
 
 
@@ -253,7 +264,8 @@ def _append_response(outcome: StreamAppend, producer: ProducerRequest | None) ->
         state = outcome.producer
         headers["Producer-Epoch"] = str(state.epoch if state else producer.epoch)
         headers["Producer-Seq"] = str(state.last_seq if state else producer.seq)
-        status = 204 if outcome.duplicate else 200
+        # 200: new data stored; 204: a duplicate, or a close that carried no data.
+        status = 204 if outcome.duplicate or outcome.stored == 0 else 200
     return _respond("", status, headers)
 
 
@@ -313,8 +325,9 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
     if live == "sse":
         return _sse(channels, meta, after, cursor)
     batch = _read_batch(channels, meta, after)
-    if live == "long-poll" and batch.count == 0 and not meta.closed:
-        batch = _wait(channels, meta, after, channels.settings.long_poll_timeout_s)
+    if live == "long-poll" and batch.count == 0:
+        if not meta.closed:
+            batch = _wait(channels, meta, after, channels.settings.long_poll_timeout_s)
         if batch.count == 0:
             headers = {
                 **_meta_headers(batch.meta),
@@ -455,7 +468,10 @@ def _data_event(batch: _Batch, text: bool) -> str:
     # Every line of the payload becomes its own data: line, so a payload can never end
     # the event or inject one.
     lines = _LINE_BREAK.split(payload)
-    return "event: data\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+    # SSE parsers drop one space after "data:": keep a leading space by adding one.
+    return "event: data\n" + "".join(
+        f"data: {line}\n" if line.startswith(" ") else f"data:{line}\n" for line in lines
+    ) + "\n"
 
 
 def _control_event(batch: _Batch, cursor: str) -> str:
@@ -466,7 +482,7 @@ def _control_event(batch: _Batch, cursor: str) -> str:
         control["streamCursor"] = cursor
         if batch.up_to_date:
             control["upToDate"] = True
-    return "event: control\ndata: " + json.dumps(control, separators=(",", ":")) + "\n\n"
+    return "event: control\ndata:" + json.dumps(control, separators=(",", ":")) + "\n\n"
 
 
 # -- header parsing -------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""Durable Streams on /v1/stream/{channel} through the Chalice app, with the memory store."""
+
+from __future__ import annotations
+
+import json
+
+from tests.functional.conftest import Harness
+
+JSON = {"content-type": "application/json"}
+TEXT = {"content-type": "text/plain"}
+
+
+def _producer(epoch: int, seq: int, producer_id: str = "p1") -> dict[str, str]:
+    return {"producer-id": producer_id, "producer-epoch": str(epoch), "producer-seq": str(seq)}
+
+
+def test_json_stream_keeps_message_boundaries_and_shares_websocket_offsets(
+    harness: Harness,
+) -> None:
+    http = harness.client.http
+    created = http.put("/v1/stream/runs:1", headers=JSON, body='[{"a":1}]')
+    assert created.status_code == 201
+    assert created.headers["Location"].endswith("/v1/stream/runs:1")
+    appended = http.post("/v1/stream/runs:1", headers=JSON, body='[{"b":2},[3]]')
+    assert appended.status_code == 204
+    read = http.get("/v1/stream/runs:1?offset=-1")
+    assert json.loads(read.body) == [{"a": 1}, {"b": 2}, [3]]
+    assert read.headers["Stream-Up-To-Date"] == "true"
+    assert read.headers["Stream-Next-Offset"] == appended.headers["Stream-Next-Offset"]
+    assert read.headers["X-Content-Type-Options"] == "nosniff"
+    # The same log as the WebSocket and /v1/channels: seq 3 is the last message.
+    assert harness.store.channels["runs:1"].head == 3
+    middle = harness.store.logs[("runs:1", harness.store.channels["runs:1"].epoch)][1].offset
+    rest = http.get(f"/v1/stream/runs:1?offset={middle}")
+    assert json.loads(rest.body) == [{"b": 2}, [3]]
+
+
+def test_idempotent_producer_duplicate_stale_epoch_and_gap(harness: Harness) -> None:
+    http = harness.client.http
+    http.put("/v1/stream/p", headers=TEXT)
+    first = http.post("/v1/stream/p", headers={**TEXT, **_producer(0, 0)}, body="a")
+    assert first.status_code == 200
+    assert (first.headers["Producer-Epoch"], first.headers["Producer-Seq"]) == ("0", "0")
+    duplicate = http.post("/v1/stream/p", headers={**TEXT, **_producer(0, 0)}, body="a")
+    assert duplicate.status_code == 204
+    gap = http.post("/v1/stream/p", headers={**TEXT, **_producer(0, 5)}, body="x")
+    assert gap.status_code == 409
+    assert gap.headers["Producer-Expected-Seq"] == "1"
+    assert gap.headers["Producer-Received-Seq"] == "5"
+    assert http.post("/v1/stream/p", headers={**TEXT, **_producer(1, 0)}, body="b").status_code
+    stale = http.post("/v1/stream/p", headers={**TEXT, **_producer(0, 1)}, body="zombie")
+    assert stale.status_code == 403
+    assert stale.headers["Producer-Epoch"] == "1"
+    assert http.get("/v1/stream/p?offset=-1").body == b"ab"
+    partial = http.post(
+        "/v1/stream/p", headers={**TEXT, "producer-id": "p1", "producer-seq": "0"}, body="x"
+    )
+    assert partial.status_code == 400
+
+
+def test_stream_seq_must_grow_bytewise(harness: Harness) -> None:
+    http = harness.client.http
+    http.put("/v1/stream/s", headers=TEXT)
+    assert http.post("/v1/stream/s", headers={**TEXT, "stream-seq": "2"}, body="x").status_code
+    regress = http.post("/v1/stream/s", headers={**TEXT, "stream-seq": "10"}, body="y")
+    assert regress.status_code == 409
+    assert http.get("/v1/stream/s?offset=-1").body == b"x"
+
+
+def test_close_refuses_appends_and_marks_reads(harness: Harness) -> None:
+    http = harness.client.http
+    http.put("/v1/stream/c", headers=TEXT, body="a")
+    closed = http.post("/v1/stream/c", headers={**TEXT, "stream-closed": "true"}, body="end")
+    assert closed.status_code == 204
+    assert closed.headers["Stream-Closed"] == "true"
+    refused = http.post("/v1/stream/c", headers=TEXT, body="late")
+    assert refused.status_code == 409
+    assert refused.headers["Stream-Closed"] == "true"
+    read = http.get("/v1/stream/c?offset=-1")
+    assert (read.body, read.headers["Stream-Closed"]) == (b"aend", "true")
+    # A caught-up long-poll on a closed stream answers at once.
+    tail = read.headers["Stream-Next-Offset"]
+    poll = http.get(f"/v1/stream/c?offset={tail}&live=long-poll")
+    assert poll.status_code == 204
+    assert poll.headers["Stream-Closed"] == "true"
+
+
+def test_long_poll_times_out_with_cursor_and_sse_frames_events(harness: Harness) -> None:
+    harness.services.settings.long_poll_timeout_s = 0.3
+    harness.services.settings.sse_hold_s = 0.2
+    http = harness.client.http
+    http.put("/v1/stream/lp", headers=TEXT, body="line1\nline2")
+    timed_out = http.get("/v1/stream/lp?offset=now&live=long-poll")
+    assert timed_out.status_code == 204
+    assert timed_out.headers["Stream-Up-To-Date"] == "true"
+    assert timed_out.headers["Stream-Cursor"].isdigit()
+    sse = http.get("/v1/stream/lp?offset=-1&live=sse")
+    assert sse.headers["Content-Type"] == "text/event-stream"
+    text = sse.body.decode()
+    assert text.startswith("event: data\ndata:line1\ndata:line2\n\nevent: control\n")
+    control = json.loads(text.split("event: control\ndata:", 1)[1].split("\n", 1)[0])
+    assert control["upToDate"] is True
+    assert control["streamNextOffset"] == sse_tail(http)
+
+
+def sse_tail(http: object) -> str:
+    response = http.head("/v1/stream/lp")  # type: ignore[attr-defined]
+    return str(response.headers["Stream-Next-Offset"])
+
+
+def test_binary_stream_round_trips_and_sse_is_base64(harness: Harness) -> None:
+    http = harness.client.http
+    payload = bytes(range(256)) * 300  # 76.8 KB: more than one stored message
+    octets = {"content-type": "application/octet-stream"}
+    http.put("/v1/stream/bin", headers=octets)
+    assert http.post("/v1/stream/bin", headers=octets, body=payload).status_code == 204
+    read = http.get("/v1/stream/bin?offset=-1", headers={"accept": "*/*"})
+    assert read.body == payload
+    harness.services.settings.sse_hold_s = 0
+    sse = http.get("/v1/stream/bin?offset=-1&live=sse", headers={"accept": "text/event-stream"})
+    assert sse.headers["Stream-SSE-Data-Encoding"] == "base64"
+
+
+def test_ttl_headers_validation_and_etag(harness: Harness) -> None:
+    http = harness.client.http
+    for bad in ("+1", "01", "1.0", "1e3", "-1"):
+        response = http.put(f"/v1/stream/t{len(bad)}", headers={**TEXT, "stream-ttl": bad})
+        assert response.status_code == 400, bad
+    http.put("/v1/stream/ttl", headers={**TEXT, "stream-ttl": "3600"}, body="x")
+    head = http.head("/v1/stream/ttl")
+    assert head.headers["Stream-TTL"] == "3600"
+    assert "Stream-Expires-At" in head.headers
+    conflicting = http.put("/v1/stream/ttl", headers={**TEXT, "stream-ttl": "60"})
+    assert conflicting.status_code == 409
+    first = http.get("/v1/stream/ttl?offset=-1")
+    again = http.get("/v1/stream/ttl?offset=-1", headers={"if-none-match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert http.delete("/v1/stream/ttl").status_code == 204
+    assert http.head("/v1/stream/ttl").status_code == 404
