@@ -42,6 +42,8 @@ class DevServer:
 @contextmanager
 def run_dev_server(timeout: float = 60.0) -> Iterator[DevServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    # Browser tests open sockets from a page, which sends an Origin header.
+    env["SWITCHBOARD_ALLOWED_ORIGINS"] = '["*"]'
     process = subprocess.Popen(
         [str(ENTRY_POINT), "dev", "--port", "0"],
         cwd=ROOT,
