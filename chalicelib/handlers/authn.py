@@ -92,11 +92,16 @@ def connection_principal(event: WebsocketEvent) -> Principal:
         if connection is not None and connection.claims
         else Principal.unauthenticated()
     )
+    remember(event.connection_id, principal)
     with _cache_lock:
-        _cache[event.connection_id] = (now, principal)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return principal
+
+
+def remember(connection_id: str, principal: Principal) -> None:
+    with _cache_lock:
+        _cache[connection_id] = (time.monotonic(), principal)
 
 
 def forget(connection_id: str) -> None:

@@ -30,8 +30,10 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
             raw.get("queryStringParameters"), raw.get("headers"), raw.get("requestContext", {})
         )
         services(service_metrics).sessions.connect(_context(event, principal))
+        authn.remember(event.connection_id, principal)
     except SwitchboardError as error:
         logger.info("connection refused", extra={"code": error.code})
+        authn.forget(event.connection_id)
         return {"statusCode": error.status}
     except Exception:
         logger.exception("connect failed")
