@@ -76,6 +76,11 @@ def health() -> Response:
     return rest.health()
 
 
+@app.route("/v1/openapi.json", methods=["GET"])
+def openapi() -> Response:
+    return rest.openapi()
+
+
 @app.route("/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
 def issue_token() -> Response:
     return rest.issue_token(app.current_request)

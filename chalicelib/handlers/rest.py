@@ -36,6 +36,13 @@ def health() -> Response:
 
 
 @handles_errors
+def openapi() -> Response:
+    from ..openapi import document
+
+    return json_response(document(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@handles_errors
 def issue_token(request: Request) -> Response:
     """``POST /v1/tokens`` with an API key: a short-lived token for one client."""
     svc = services(service_metrics)
