@@ -241,3 +241,71 @@ def test_delete_connection_removes_its_subscriptions_only(store: Any) -> None:
     store.delete_connection("c1")
     assert [s.connection_id for s in store.subscribers("a:1")] == ["c2"]
     assert [s.connection_id for s in store.subscribers("a:2")] == ["c2"]
+
+
+# -- Durable Streams: producer state, Stream-Seq, close, sliding TTL (AppendGuard) ---------
+
+
+def _guard(**kw: Any) -> Any:
+    from chalicelib.ports import AppendGuard
+
+    return AppendGuard(**kw)
+
+
+def _state(epoch: int, seq: int, producer_id: str = "p1") -> Any:
+    from chalicelib.core.producers import ProducerState
+
+    return ProducerState(producer_id, epoch, seq)
+
+
+def test_producer_state_commits_with_the_append(store: Any) -> None:
+    store.create_channel(meta())
+    assert store.get_producer(meta(), "p1") is None
+    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999, guard=_guard(
+        producer=_state(0, 0), producer_before=None, stream_seq="001",
+    ))
+    assert store.get_producer(meta(), "p1") == _state(0, 0)
+    assert store.get_channel("runs:1").stream_seq == "001"
+    assert store.get_channel("runs:1").head == 1
+
+
+def test_a_moved_producer_state_conflicts_and_stores_nothing(store: Any) -> None:
+    from chalicelib.ports import AppendConflictError
+
+    store.create_channel(meta())
+    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999,
+                 guard=_guard(producer=_state(0, 0), producer_before=None))
+    # Validated against "no state" (a stale read): the conditional write refuses it.
+    with pytest.raises(AppendConflictError):
+        store.append(meta(head=1), [NewMessage(b"b")], TS, 9_999_999_999,
+                     guard=_guard(producer=_state(0, 0), producer_before=None))
+    assert store.get_channel("runs:1").head == 1
+    assert store.get_producer(meta(), "p1") == _state(0, 0)
+
+
+def test_producer_state_of_an_old_epoch_does_not_count(store: Any) -> None:
+    store.create_channel(meta())
+    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999,
+                 guard=_guard(producer=_state(3, 7), producer_before=None))
+    store.delete_channel(meta(head=1))
+    reborn = meta(epoch="019ad0392f80ffff")
+    store.create_channel(reborn)
+    assert store.get_producer(reborn, "p1") is None
+
+
+def test_a_closed_stream_refuses_guarded_appends(store: Any) -> None:
+    from chalicelib.ports import AppendConflictError
+
+    store.create_channel(meta())
+    store.append(meta(), [], TS, 9_999_999_999, guard=_guard(close=True))
+    closed = store.get_channel("runs:1")
+    assert closed.closed and closed.head == 0
+    with pytest.raises(AppendConflictError):
+        store.append(closed, [NewMessage(b"late")], TS, 9_999_999_999, guard=_guard())
+
+
+def test_extend_expiry_only_moves_later(store: Any) -> None:
+    store.create_channel(meta(expires_at=2_000_000_000, ttl_s=60))
+    store.extend_expiry(meta(), 2_000_000_100)
+    store.extend_expiry(meta(), 2_000_000_050)
+    assert store.get_channel("runs:1").expires_at == 2_000_000_100
