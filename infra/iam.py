@@ -41,7 +41,7 @@ TABLE_LOGICAL_IDS = {
 }
 WEBSOCKET_API_LOGICAL_ID = "WebsocketAPI"  # Chalice's name for the WebSocket API
 DLQ_LOGICAL_ID = "FanoutDeadLetterQueue"
-SECRET_LOGICAL_ID = "SigningSecret"
+SECRET_LOGICAL_ID = "ApiKeysSecret"
 
 # What ChannelService does against the store: every function that publishes or reads.
 _CHANNEL_SERVICE = {
@@ -59,8 +59,11 @@ class Grants:
     post_to_connections: bool = False
     read_messages_stream: bool = False
     send_to_dlq: bool = False
-    # The signing keys of issue 6 (API keys and signed tokens): who issues or verifies tokens.
-    read_signing_secret: bool = False
+    # The API keys document (chalicelib/adapters/keys.py): whoever checks an API key or
+    # verifies or issues a token signed with one.
+    read_api_keys: bool = False
+    # Only where no $connect authorizer runs (`chalice deploy`): $connect verifies tokens itself.
+    read_api_keys_without_authorizer: bool = False
 
     def table_actions(self, table: str) -> list[str]:
         return sorted(f"dynamodb:{a}" for a in set(self.tables.get(table, ())))
@@ -77,10 +80,13 @@ def _merge(*parts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
 # Keys are Chalice's function names (the ``lambda_functions`` keys of .chalice/config.json).
 FUNCTIONS: dict[str, Grants] = {
     # Every REST route: /v1/channels/* and /v1/stream/* (ChannelService only).
-    "api_handler": Grants(tables=_CHANNEL_SERVICE, read_signing_secret=True),
-    # $connect stores the connection item; tokens will be verified here (issue 6).
+    # Bearer API keys and tokens are checked on every request; POST /v1/tokens signs tokens.
+    "api_handler": Grants(tables=_CHANNEL_SERVICE, read_api_keys=True),
+    # The $connect authorizer verifies the token and hands its claims to every later event.
+    "ws_authorizer": Grants(read_api_keys=True),
+    # $connect stores the connection item (with the authorizer's claims).
     "websocket_connect": Grants(
-        tables={CONNECTIONS: ("PutItem",)}, read_signing_secret=True
+        tables={CONNECTIONS: ("PutItem",)}, read_api_keys_without_authorizer=True
     ),
     # $default: publish, subscribe (replay, go live), unsubscribe, replies to the sender;
     # a Gone reply deletes the connection (GetItem + BatchWriteItem).
@@ -93,7 +99,6 @@ FUNCTIONS: dict[str, Grants] = {
             },
         ),
         post_to_connections=True,
-        read_signing_secret=True,
     ),
     "websocket_disconnect": Grants(tables={CONNECTIONS: ("GetItem", "BatchWriteItem")}),
     # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets.
@@ -109,6 +114,7 @@ FUNCTIONS: dict[str, Grants] = {
 # the REST handler, whose function is ``APIHandler`` but whose role is ``ApiHandlerRole``).
 FUNCTION_LOGICAL_IDS = {
     "api_handler": "APIHandler",
+    "ws_authorizer": "WsAuthorizer",
     "websocket_connect": "WebsocketConnect",
     "websocket_message": "WebsocketMessage",
     "websocket_disconnect": "WebsocketDisconnect",
@@ -116,6 +122,7 @@ FUNCTION_LOGICAL_IDS = {
 }
 ROLE_LOGICAL_IDS = {
     "api_handler": "ApiHandlerRole",
+    "ws_authorizer": "WsAuthorizerRole",
     "websocket_connect": "WebsocketConnectRole",
     "websocket_message": "WebsocketMessageRole",
     "websocket_disconnect": "WebsocketDisconnectRole",
@@ -127,6 +134,7 @@ LOG_GROUP_LOGICAL_IDS = {
 # Short, stage-prefixed Lambda names (they also name the log groups the roles may write to).
 FUNCTION_NAMES = {
     "api_handler": "rest",
+    "ws_authorizer": "ws-authorizer",
     "websocket_connect": "ws-connect",
     "websocket_message": "ws-message",
     "websocket_disconnect": "ws-disconnect",
@@ -161,7 +169,8 @@ class _Arns:
     secret: Any
 
 
-def _statements(grants: Grants, arns: _Arns, log_group: Any) -> list[dict[str, Any]]:
+def _statements(grants: Grants, arns: _Arns, log_group: Any,
+                authorizer: bool) -> list[dict[str, Any]]:
     statements = [_statement("WriteOwnLogs", LOG_ACTIONS, [log_group])]
     for table in TABLES:
         actions = grants.table_actions(table)
@@ -178,9 +187,9 @@ def _statements(grants: Grants, arns: _Arns, log_group: Any) -> list[dict[str, A
             _statement("PostToConnections", ["execute-api:ManageConnections"],
                        [arns.connections_api])
         )
-    if grants.read_signing_secret:
+    if grants.read_api_keys or (grants.read_api_keys_without_authorizer and not authorizer):
         statements.append(
-            _statement("ReadSigningKeys", ["secretsmanager:GetSecretValue"], [arns.secret])
+            _statement("ReadApiKeys", ["secretsmanager:GetSecretValue"], [arns.secret])
         )
     return statements
 
@@ -202,7 +211,7 @@ def cloudformation_policy(app: str, stage: str, api_stage: str, function: str) -
         f"/aws/lambda/{function_name(app, stage, function)}:*"
     }
     return {"Version": "2012-10-17",
-            "Statement": _statements(FUNCTIONS[function], arns, log_group)}
+            "Statement": _statements(FUNCTIONS[function], arns, log_group, authorizer=True)}
 
 
 def table_name(app: str, stage: str, table: str) -> str:
@@ -211,14 +220,15 @@ def table_name(app: str, stage: str, table: str) -> str:
 
 def chalice_policy(app: str, stage: str, api_stage: str, function: str) -> dict[str, Any]:
     """The same grants for .chalice/policy-<stage>-<function>.json (names, not ids: Chalice
-    cannot reference the stack's resources, and `chalice deploy` names functions itself)."""
+    cannot reference the stack's resources, and `chalice deploy` names functions itself;
+    nor does it wire the $connect authorizer, so $connect verifies tokens itself there)."""
     arns = _Arns(
         table=lambda t: f"arn:aws:dynamodb:*:*:table/{table_name(app, stage, t)}",
         stream=f"arn:aws:dynamodb:*:*:table/{table_name(app, stage, MESSAGES)}/stream/*",
         connections_api=f"arn:aws:execute-api:*:*:*/{api_stage}/POST/@connections/*",
         dlq=f"arn:aws:sqs:*:*:{app}-{stage}-fanout-dlq",
-        secret=f"arn:aws:secretsmanager:*:*:secret:{app}/{stage}/signing-keys-*",
+        secret=f"arn:aws:secretsmanager:*:*:secret:{app}/{stage}/api-keys-*",
     )
     log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{app}-{stage}-*:*"
     return {"Version": "2012-10-17",
-            "Statement": _statements(FUNCTIONS[function], arns, log_group)}
+            "Statement": _statements(FUNCTIONS[function], arns, log_group, authorizer=False)}

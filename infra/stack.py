@@ -37,14 +37,18 @@ ENV_TABLE_VARS = {
     iam.MESSAGES: "SWITCHBOARD_MESSAGES_TABLE",
     iam.CONNECTIONS: "SWITCHBOARD_CONNECTIONS_TABLE",
 }
-SIGNING_SECRET_ENV = "SWITCHBOARD_SIGNING_SECRET_ARN"
+API_KEYS_ENV = "SWITCHBOARD_API_KEYS_SECRET_ID"  # chalicelib/settings.py api_keys_secret_id
+AUTHORIZER = "WebsocketConnectAuthorizer"
+# Refusing a connection is an error by API Gateway's contract (the authorizer raises
+# "Unauthorized"), so the authorizer's Errors metric counts bad tokens: no errors alarm there.
+NO_ERRORS_ALARM = {"ws_authorizer"}
 
 
 @dataclass(frozen=True)
 class StageProfile:
     """What differs between a stage you can throw away and one that holds users' data."""
 
-    retain_data: bool  # deletion protection + Retain on tables and the signing secret
+    retain_data: bool  # deletion protection + Retain on tables and the API keys secret
     rest_rate: float  # API Gateway stage throttling, requests per second (steady)
     rest_burst: int
     ws_rate: float  # WebSocket route throttling ($connect and every inbound frame)
@@ -173,11 +177,12 @@ def _alarms(prefix: str, profile: StageProfile) -> dict[str, Any]:
     for function, logical_id in iam.FUNCTION_LOGICAL_IDS.items():
         short = iam.FUNCTION_NAMES[function]
         dims = {"FunctionName": {"Ref": logical_id}}
-        alarms[f"{logical_id}ErrorsAlarm"] = _alarm(
-            f"{prefix}-{short}-errors", f"The {short} function failed (crash or timeout).",
-            _metric("AWS/Lambda", "Errors", dims, "Sum", 300),
-            profile.lambda_errors_threshold - 1,
-        )
+        if function not in NO_ERRORS_ALARM:
+            alarms[f"{logical_id}ErrorsAlarm"] = _alarm(
+                f"{prefix}-{short}-errors", f"The {short} function failed (crash or timeout).",
+                _metric("AWS/Lambda", "Errors", dims, "Sum", 300),
+                profile.lambda_errors_threshold - 1,
+            )
         alarms[f"{logical_id}ThrottlesAlarm"] = _alarm(
             f"{prefix}-{short}-throttles",
             f"Invocations of {short} were throttled (account or reserved concurrency).",
@@ -260,6 +265,46 @@ def _dashboard(prefix: str) -> dict[str, Any]:
     }
 
 
+def _connect_authorizer(app: str, stage: str) -> dict[str, Any]:
+    """Put ``ws_authorizer`` in front of ``$connect`` (Chalice declares the function only).
+
+    The token travels in the ``token`` query parameter (browsers cannot set headers on the
+    upgrade); without one API Gateway answers 401 before invoking anything.
+    """
+    function = iam.FUNCTION_LOGICAL_IDS["ws_authorizer"]
+    return {
+        AUTHORIZER: {
+            "Type": "AWS::ApiGatewayV2::Authorizer",
+            "Properties": {
+                "ApiId": {"Ref": iam.WEBSOCKET_API_LOGICAL_ID},
+                "Name": f"{app}-{stage}-connect",
+                "AuthorizerType": "REQUEST",
+                "AuthorizerUri": {"Fn::Sub": (
+                    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                    f"functions/${{{function}.Arn}}/invocations"
+                )},
+                "IdentitySource": ["route.request.querystring.token"],
+            },
+        },
+        f"{AUTHORIZER}InvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": {"Ref": function},
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": {"Fn::Sub": (
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                    f"${{{iam.WEBSOCKET_API_LOGICAL_ID}}}/authorizers/${{{AUTHORIZER}}}"
+                )},
+            },
+        },
+        "WebsocketConnectRoute": {"Properties": {
+            "AuthorizationType": "CUSTOM",
+            "AuthorizerId": {"Ref": AUTHORIZER},
+        }},
+    }
+
+
 def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """The CloudFormation fragment for ``chalice package --stage <stage> --merge-template``."""
     config = config if config is not None else load_config()
@@ -288,15 +333,12 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
         "DeletionPolicy": data_policy,
         "UpdateReplacePolicy": data_policy,
         "Properties": {
-            "Name": f"{app}/{stage}/signing-keys",
-            "Description": "Keys that sign and verify Switchboard tokens (issue 6: auth).",
-            # A random first key; the auth issue defines the format and rotation.
-            "GenerateSecretString": {
-                "SecretStringTemplate": json.dumps({"kid": "k1"}),
-                "GenerateStringKey": "key",
-                "PasswordLength": 64,
-                "ExcludePunctuation": True,
-            },
+            "Name": f"{app}/{stage}/api-keys",
+            "Description": "Switchboard API keys (chalicelib/adapters/keys.py); they also sign "
+                           "tokens. Add keys with put-secret-value: see docs/deploy.md.",
+            # Empty: nobody gets in until the operator adds a key, and no secret ever sits in
+            # the template. CloudFormation leaves later put-secret-value changes alone.
+            "SecretString": json.dumps({"keys": []}),
         },
     }
     resources[ALARM_TOPIC] = {
@@ -310,8 +352,8 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
     for function, logical_id in iam.FUNCTION_LOGICAL_IDS.items():
         grants = iam.FUNCTIONS[function]
         env: dict[str, Any] = dict(table_env)
-        if grants.read_signing_secret:
-            env[SIGNING_SECRET_ENV] = {"Ref": iam.SECRET_LOGICAL_ID}
+        if grants.read_api_keys:
+            env[API_KEYS_ENV] = {"Ref": iam.SECRET_LOGICAL_ID}
         name = iam.function_name(app, stage, function)
         log_group = iam.LOG_GROUP_LOGICAL_IDS[function]
         resources[logical_id] = {
@@ -345,6 +387,8 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
         "FilterCriteria": {"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]})}]},
     }}}
 
+    resources.update(_connect_authorizer(app, stage))
+
     resources["RestAPI"] = {"Properties": {"MethodSettings": [{
         "ResourcePath": "/*", "HttpMethod": "*",
         "ThrottlingRateLimit": profile.rest_rate,
@@ -361,7 +405,7 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
     }
     outputs.update({
         "FanoutDeadLetterQueueUrl": {"Value": {"Ref": iam.DLQ_LOGICAL_ID}},
-        "SigningSecretArn": {"Value": {"Ref": iam.SECRET_LOGICAL_ID}},
+        "ApiKeysSecretArn": {"Value": {"Ref": iam.SECRET_LOGICAL_ID}},
         "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC}},
         "DashboardName": {"Value": {"Ref": DASHBOARD}},
     })

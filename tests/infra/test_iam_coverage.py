@@ -1,8 +1,9 @@
 """The hand-written IAM covers every DynamoDB call each function really makes.
 
-Each Lambda entry point runs through chalice.test.Client against moto while a botocore
-``before-parameter-build`` hook records (function, table, IAM action) for every DynamoDB request; a
-transaction is split into the per-item actions IAM checks. Every recorded action must be
+Each Lambda entry point runs through chalice.test.Client against moto, with authentication
+on and the API keys in (moto's) Secrets Manager, while a botocore ``before-parameter-build``
+hook records (function, resource, IAM action) for every DynamoDB and Secrets Manager request;
+a transaction is split into the per-item actions IAM checks. Every recorded action must be
 granted to that function by infra/iam.py (which the template tests pin to the stack).
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import pytest
 from chalice.test import Client
 
@@ -29,6 +31,11 @@ from tests.support.fakes import FakeClock
 pytestmark = [pytest.mark.infra, pytest.mark.integration]
 
 TABLE_KINDS = dict(zip(TABLES, iam.TABLES, strict=True))
+SECRET = "api-keys"  # what the recorder calls the API keys secret
+KEY_SECRET = "iam-coverage-secret-0123456789abcdef"
+KEYS_DOCUMENT = json.dumps({"keys": [{"id": "k1", "secret": KEY_SECRET,
+                                      "capabilities": {"*": ["*"]}}]})
+BEARER = {"authorization": f"Bearer k1:{KEY_SECRET}"}
 _TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                      "ConditionCheck": "ConditionCheckItem"}
 
@@ -52,7 +59,9 @@ class Recorder:
         if self.function is None:
             return
         operation = model.name
-        if operation == "TransactWriteItems":
+        if model.service_model.service_name == "secretsmanager":
+            self.calls.add((self.function, SECRET, operation))
+        elif operation == "TransactWriteItems":
             for item in params["TransactItems"]:
                 ((kind, body),) = item.items()
                 self._add(body["TableName"], _TRANSACT_ACTIONS[kind])
@@ -72,9 +81,17 @@ def world() -> Iterator[tuple[Client, Recorder, RecordingSender, Any]]:
     with moto_dynamodb() as dynamodb:
         recorder = Recorder()
         dynamodb.meta.events.register("before-parameter-build.dynamodb", recorder)
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="sb-api-keys", SecretString=KEYS_DOCUMENT)
+        # The key ring's Secrets Manager client is created by build() below, from the
+        # default session: hook it there. Refresh 0: every check reads, so every reader shows.
+        boto3.setup_default_session(region_name="us-east-1")
+        boto3.DEFAULT_SESSION.events.register(  # type: ignore[union-attr]
+            "before-parameter-build.secretsmanager", recorder)
         sender = RecordingSender()
         settings = Settings(channels_table=TABLES[0], messages_table=TABLES[1],
-                            connections_table=TABLES[2])
+                            connections_table=TABLES[2], auth_enabled=True,
+                            api_keys_secret_id="sb-api-keys", api_keys_refresh_s=0)
         store = dynamo_store(dynamodb)
         bootstrap.install(bootstrap.build(settings, store, store, sender, FakeClock(),
                                           rng=random.Random(7)))
@@ -83,11 +100,18 @@ def world() -> Iterator[tuple[Client, Recorder, RecordingSender, Any]]:
                 yield client, recorder, sender, dynamodb
         finally:
             bootstrap.install(None)
+            boto3.DEFAULT_SESSION = None
 
 
 def _post(client: Client, path: str, body: Any, content_type: str = "application/json") -> Any:
     data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.http.post(path, body=data, headers={"content-type": content_type})
+    return client.http.post(path, body=data, headers={"content-type": content_type, **BEARER})
+
+
+def _authorized(event: dict[str, Any], claims: str) -> dict[str, Any]:
+    """What API Gateway adds to every event of a connection its authorizer allowed."""
+    event["requestContext"]["authorizer"] = {"claims": claims, "principalId": "browser"}
+    return event
 
 
 def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) -> None:
@@ -96,37 +120,54 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
 
     with recorder.running("api_handler"):
         assert client.http.put("/v1/channels/runs:a", body=json.dumps({"retention": 3600}),
-                               headers={"content-type": "application/json"}).status_code == 201
+                               headers={"content-type": "application/json", **BEARER}
+                               ).status_code == 201
         assert _post(client, "/v1/channels/runs:a/messages",
                      [{"data": 1, "id": "x"}, {"data": 2}]).status_code == 201
         # A repeated id loses the transaction and is looked up (BatchGetItem).
         assert _post(client, "/v1/channels/runs:a/messages",
                      {"data": 1, "id": "x"}).status_code == 200
-        assert client.http.get("/v1/channels/runs:a").status_code == 200
-        assert client.http.get("/v1/channels/runs:a/messages?from=-1").status_code == 200
-        assert client.http.put("/v1/stream/s1", body=b"",
-                               headers={"content-type": "application/json"}).status_code == 201
+        assert client.http.get("/v1/channels/runs:a", headers=BEARER).status_code == 200
+        assert client.http.get("/v1/channels/runs:a/messages?from=-1",
+                               headers=BEARER).status_code == 200
+        assert client.http.put("/v1/stream/s1", body=b"", headers={
+            "content-type": "application/json", **BEARER}).status_code == 201
         assert _post(client, "/v1/stream/s1", [{"a": 1}]).status_code == 204
-        assert client.http.head("/v1/stream/s1").status_code == 200
-        assert client.http.delete("/v1/stream/s1").status_code == 204
-        assert client.http.delete("/v1/channels/runs:a").status_code == 204
+        assert client.http.head("/v1/stream/s1", headers=BEARER).status_code == 200
+        assert client.http.delete("/v1/stream/s1", headers=BEARER).status_code == 204
+        assert client.http.delete("/v1/channels/runs:a", headers=BEARER).status_code == 204
+        issued = _post(client, "/v1/tokens", {"client_id": "browser",
+                                              "capabilities": {"runs:*": ["*"]}})
+        assert issued.status_code == 201, issued.body
+        token = json.loads(issued.body)["token"]
+
+    with recorder.running("ws_authorizer"):
+        allowed = ws.invoke("ws_authorizer", {
+            "type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:abc/api/$connect",
+            "queryStringParameters": {"token": token}, "headers": {},
+            "requestContext": {"routeKey": "$connect", "eventType": "CONNECT"},
+        }).payload
+    claims = allowed["context"]["claims"]
+
+    def event(route: str, connection: str, body: str | None = None) -> dict[str, Any]:
+        return _authorized(ws_event(route, connection, body), claims)
 
     with recorder.running("websocket_connect"):
         for connection in ("c1", "c2", "c3"):
-            assert ws.invoke("connect", ws_event("$connect", connection)).payload == {
+            assert ws.invoke("connect", event("$connect", connection)).payload == {
                 "statusCode": 200}
 
     with recorder.running("websocket_message"):
         for connection in ("c1", "c3"):
-            ws.invoke("message", ws_event("$default", connection, frame(
+            ws.invoke("message", event("$default", connection, frame(
                 action="subscribe", ref="s", channel="runs:b", **{"from": "-1"})))
-        ws.invoke("message", ws_event("$default", "c2", frame(
+        ws.invoke("message", event("$default", "c2", frame(
             action="publish", ref="p", channel="runs:b", data={"n": 1}, id="m1")))
-        ws.invoke("message", ws_event("$default", "c2", frame(action="ping", ref="q")))
-        ws.invoke("message", ws_event("$default", "c3", frame(
+        ws.invoke("message", event("$default", "c2", frame(action="ping", ref="q")))
+        ws.invoke("message", event("$default", "c3", frame(
             action="unsubscribe", ref="u", channel="runs:b")))
         sender.gone.add("c2")  # a reply to a closed socket deletes its connection
-        ws.invoke("message", ws_event("$default", "c2", frame(action="ping", ref="r")))
+        ws.invoke("message", event("$default", "c2", frame(action="ping", ref="r")))
         sender.gone.discard("c2")
     subscribed = [json.loads(f)["type"] for f in sender.sent["c1"]]
     assert subscribed[0] == "subscribed", subscribed
@@ -140,14 +181,14 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
     assert result == {"batchItemFailures": []}
 
     with recorder.running("websocket_disconnect"):
-        ws.invoke("disconnect", ws_event("$disconnect", "c3"))
+        ws.invoke("disconnect", event("$disconnect", "c3"))
 
     functions_seen = {function for function, _, _ in recorder.calls}
     assert functions_seen == set(iam.FUNCTIONS), "the scenario must exercise every function"
     missing = sorted(
-        f"{function}: dynamodb:{action} on {table}"
-        for function, table, action in recorder.calls
-        if f"dynamodb:{action}" not in iam.FUNCTIONS[function].table_actions(table)
+        f"{function}: {action} on {resource}"
+        for function, resource, action in recorder.calls
+        if not _granted(iam.FUNCTIONS[function], resource, action)
     )
     assert not missing, "infra/iam.py does not grant: " + "; ".join(missing)
     # The transactions really were split into their per-item actions.
@@ -155,3 +196,10 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
     assert ("websocket_message", iam.CHANNELS, "ConditionCheckItem") in recorder.calls
     assert ("fanout_records", iam.CONNECTIONS, "Query") in recorder.calls
     assert ("fanout_records", iam.CONNECTIONS, "BatchWriteItem") in recorder.calls
+    assert ("ws_authorizer", SECRET, "GetSecretValue") in recorder.calls
+
+
+def _granted(grants: iam.Grants, resource: str, action: str) -> bool:
+    if resource == SECRET:
+        return action == "GetSecretValue" and grants.read_api_keys
+    return f"dynamodb:{action}" in grants.table_actions(resource)

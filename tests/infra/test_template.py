@@ -19,6 +19,7 @@ pytestmark = pytest.mark.infra
 STAGES = ("dev", "prod")
 FUNCTIONS = {
     "APIHandler": "rest",
+    "WsAuthorizer": "ws-authorizer",
     "WebsocketConnect": "ws-connect",
     "WebsocketMessage": "ws-message",
     "WebsocketDisconnect": "ws-disconnect",
@@ -32,6 +33,7 @@ EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
         "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
         "MessagesTable": {"GetItem", "PutItem", "Query"},
     },
+    "WsAuthorizer": {},
     "WebsocketConnect": {"ConnectionsTable": {"PutItem"}},
     "WebsocketMessage": {
         "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
@@ -46,7 +48,8 @@ EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
     },
 }
 POSTS_TO_CONNECTIONS = {"WebsocketMessage", "FanoutRecords"}
-READS_SIGNING_SECRET = {"APIHandler", "WebsocketConnect", "WebsocketMessage"}
+# Whoever checks API keys or verifies or signs tokens; $connect gets claims from the authorizer.
+READS_API_KEYS = {"APIHandler", "WsAuthorizer"}
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -143,10 +146,10 @@ def test_functions_get_table_names_by_reference(templates: dict[str, Any], stage
         assert env["SWITCHBOARD_CHANNELS_TABLE"] == {"Ref": "ChannelsTable"}
         assert env["SWITCHBOARD_MESSAGES_TABLE"] == {"Ref": "MessagesTable"}
         assert env["SWITCHBOARD_CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
-        if logical_id in READS_SIGNING_SECRET:
-            assert env["SWITCHBOARD_SIGNING_SECRET_ARN"] == {"Ref": "SigningSecret"}
+        if logical_id in READS_API_KEYS:
+            assert env["SWITCHBOARD_API_KEYS_SECRET_ID"] == {"Ref": "ApiKeysSecret"}
         else:
-            assert "SWITCHBOARD_SIGNING_SECRET_ARN" not in env
+            assert "SWITCHBOARD_API_KEYS_SECRET_ID" not in env
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -220,8 +223,8 @@ def test_each_function_has_its_own_least_privilege_role(
         else:
             assert not manage, f"{function} must not post to connections"
         secret = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
-        if function in READS_SIGNING_SECRET:
-            assert [s["Resource"] for s in secret] == [[{"Ref": "SigningSecret"}]]
+        if function in READS_API_KEYS:
+            assert [s["Resource"] for s in secret] == [[{"Ref": "ApiKeysSecret"}]]
         else:
             assert not secret
         stream = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
@@ -262,9 +265,11 @@ def test_alarms_cover_stream_dlq_lambda_and_dynamodb(templates: dict[str, Any],
     (dlq,) = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert dimension(dlq, "QueueName") == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "QueueName"]}
     assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
-    for metric in ("Errors", "Throttles"):
-        covered = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", metric)}
-        assert covered == set(FUNCTIONS), metric
+    throttles = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", "Throttles")}
+    assert throttles == set(FUNCTIONS)
+    # A refused connection is an authorizer "error" by API Gateway's contract: not alarmed.
+    errors = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", "Errors")}
+    assert errors == set(FUNCTIONS) - {"WsAuthorizer"}
     throttled = watching("AWS/DynamoDB", "WriteThrottleEvents")
     assert len(throttled) == 3
     assert len(watching("AWS/DynamoDB", "ReadThrottleEvents")) == 3
@@ -298,12 +303,37 @@ def test_api_gateway_stages_are_throttled(templates: dict[str, Any], stage: str)
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_signing_secret_exists_for_the_auth_issue(templates: dict[str, Any], stage: str) -> None:
-    secret = templates[stage]["Resources"]["SigningSecret"]
+def test_api_keys_secret_starts_empty(templates: dict[str, Any], stage: str) -> None:
+    secret = templates[stage]["Resources"]["ApiKeysSecret"]
     assert secret["Type"] == "AWS::SecretsManager::Secret"
-    assert secret["Properties"]["Name"] == f"switchboard/{stage}/signing-keys"
-    assert "SecretString" not in secret["Properties"]  # generated, never in the template
+    assert secret["Properties"]["Name"] == f"switchboard/{stage}/api-keys"
+    # No key in the template: nobody gets in until the operator adds one.
+    assert json.loads(secret["Properties"]["SecretString"]) == {"keys": []}
     assert secret["DeletionPolicy"] == ("Retain" if stage == "prod" else "Delete")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_connect_route_is_guarded_by_the_authorizer(templates: dict[str, Any],
+                                                     stage: str) -> None:
+    resources_ = templates[stage]["Resources"]
+    route = resources_["WebsocketConnectRoute"]["Properties"]
+    assert route["RouteKey"] == "$connect"
+    assert route["AuthorizationType"] == "CUSTOM"
+    authorizer = resources_[route["AuthorizerId"]["Ref"]]
+    assert authorizer["Type"] == "AWS::ApiGatewayV2::Authorizer"
+    props = authorizer["Properties"]
+    assert props["AuthorizerType"] == "REQUEST"
+    assert props["IdentitySource"] == ["route.request.querystring.token"]
+    assert "${WsAuthorizer.Arn}" in props["AuthorizerUri"]["Fn::Sub"]
+    permissions = [r["Properties"] for r in resources_.values()
+                   if r["Type"] == "AWS::Lambda::Permission"
+                   and r["Properties"]["FunctionName"] == {"Ref": "WsAuthorizer"}]
+    (permission,) = permissions
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"]["Fn::Sub"].endswith(
+        "${WebsocketAPI}/authorizers/${WebsocketConnectAuthorizer}")
+    for other in ("WebsocketMessageRoute", "WebsocketDisconnectRoute"):
+        assert resources_[other]["Properties"].get("AuthorizationType", "NONE") == "NONE"
 
 
 def test_chalice_policy_files_match_infra() -> None:
