@@ -31,12 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     dev.add_argument("--stream-poll-ms", type=int, default=50)
+    dev.add_argument(
+        "--agent", action=argparse.BooleanOptionalAction, default=True,
+        help="also run the example agent behind the console at / (default: on)",
+    )
     add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "dev":
         from .dev.server import run
 
-        return run(host=args.host, port=args.port, stream_poll_ms=args.stream_poll_ms)
+        return run(
+            host=args.host, port=args.port, stream_poll_ms=args.stream_poll_ms,
+            agent=args.agent,
+        )
     if args.command in COMMANDS:
         return run_client(args)
     parser.print_help()

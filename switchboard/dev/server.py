@@ -29,6 +29,7 @@ from typing import Any
 import uvicorn
 
 from . import moto_patch, rest
+from .agent import AgentProcess
 from .gateway import MAX_MESSAGE_BYTES, Gateway, WsHandlers
 from .protocol import FragmentingWebSocketProtocol
 from .pump import StreamPump
@@ -306,8 +307,13 @@ def _load_app() -> ModuleType:
     return module
 
 
-def run(host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50) -> int:
-    """The ``switchboard dev`` command: serve until Ctrl-C or SIGTERM; the exit status."""
+def run(
+    host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50, agent: bool = False
+) -> int:
+    """The ``switchboard dev`` command: serve until Ctrl-C or SIGTERM; the exit status.
+
+    ``agent`` also runs the example agent (examples/agent) once the server is ready.
+    """
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
@@ -319,9 +325,18 @@ def run(host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50) -> 
     except DevServerError as error:
         print(f"switchboard dev: {error}", file=sys.stderr, flush=True)
         return 1
+    worker = AgentProcess() if agent else None
+    if worker is not None:
+        def start_agent_when_ready(worker: AgentProcess = worker) -> None:
+            server._ready.wait()
+            worker.start(server.base_url)
+
+        threading.Thread(target=start_agent_when_ready, daemon=True).start()
     try:
         asyncio.run(server.serve(handle_signals=True))
     finally:
+        if worker is not None:
+            worker.stop()
         server.close()
     log.info("stopped")
     return 0

@@ -1,0 +1,1 @@
+"""Runnable examples built on the public Switchboard SDK (not part of the installed package)."""
