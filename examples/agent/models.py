@@ -172,7 +172,7 @@ class _Pace:
         if self.left <= 0:
             self.left = self.rng.randint(4, 16)
             self.rate = self.rng.uniform(30, 80)
-            stall = self.rng.uniform(0.08, 0.3) if self.rng.random() < 0.3 else 0.0
+            stall = self.rng.uniform(0.08, 0.3) if self.rng.random() < 0.2 else 0.0
         else:
             stall = 0.0
         self.left -= 1
