@@ -2,8 +2,9 @@
 
 ``chalice package --merge-template`` deep-merges this into Chalice's SAM template: dicts merge
 key by key, anything else (lists, strings) replaces Chalice's value. So this fragment both adds
-resources (tables, queue, secret, alarms, dashboard) and overrides Chalice's own: each role's
-policy, each function's name and environment, the stream trigger, and API Gateway throttling.
+resources (tables, queue, secret, $connect authorizer, alarms, dashboard) and overrides
+Chalice's own: each role's policy, each function's name, log group and environment, the stream
+trigger, the $connect route, and API Gateway throttling.
 
 The fragment is built per stage (:func:`merge_template`) from .chalice/config.json, so the
 table names the functions are configured with and the tables declared here cannot drift apart.
@@ -67,7 +68,7 @@ PROFILES = {
 # bisecting the batch, then set aside in the DLQ; it never blocks the shard for 24 hours.
 FANOUT_MAX_RETRIES = 5
 # Live delivery of a message older than this is pointless: subscribers that see the seq gap
-# fetch the missing messages from the log (protocol.md, "Delivery guarantees").
+# fetch the missing messages from the log (the wire contract's fault rule; the SDKs do it).
 FANOUT_MAX_RECORD_AGE_S = 900
 ITERATOR_AGE_ALARM_MS = 60_000
 
