@@ -63,6 +63,8 @@ def _fake_aws_environment() -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "switchboard")
     # Until the dev server issues keys and tokens (auth issue), it runs open.
     os.environ.setdefault("SWITCHBOARD_AUTH_ENABLED", "false")
+    # Any page may connect to the local stack (the console at / sends its own Origin).
+    os.environ.setdefault("SWITCHBOARD_ALLOWED_ORIGINS", '["*"]')
 
 
 def _bind(host: str, port: int) -> socket.socket:
