@@ -10,8 +10,7 @@ import os
 import threading
 from typing import Any
 
-from chalice import Chalice, CORSConfig
-from chalice.app import DynamoDBEvent, Request, Response, WebsocketEvent
+from chalice.app import Chalice, CORSConfig, DynamoDBEvent, Request, Response, WebsocketEvent
 
 from chalicelib import observability
 from chalicelib.handlers import authn, durable_streams, fanout, rest, websocket

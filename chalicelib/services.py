@@ -256,8 +256,8 @@ class ChannelService:
                 meta, check_ids = None, True
                 self.clock.sleep(self._backoff(conflicts))
                 continue
-            for index, message in zip(chunk, stored, strict=True):
-                results[index] = PublishResult(name, message.epoch, message.seq)
+            for index, saved in zip(chunk, stored, strict=True):
+                results[index] = PublishResult(name, saved.epoch, saved.seq)
             meta = meta.with_head(stored[-1].seq)
             pending = pending[len(chunk) :]
         self.metrics.count("MessagesPublished", sum(1 for r in results if r and not r.duplicate))
@@ -552,8 +552,8 @@ class SessionService:
         except Exception:
             logger.exception("frame failed")
             ref = ref if ref is not None else frames.ref_of(body)
-            error = InternalError("The server failed to handle this frame; retry it.")
-            self._send_quietly(ctx, frames.error_frame(error, ref, channel))
+            failure = InternalError("The server failed to handle this frame; retry it.")
+            self._send_quietly(ctx, frames.error_frame(failure, ref, channel))
         finally:
             logger.thread_safe_remove_keys(["channel"])
 

@@ -209,7 +209,7 @@ class DynamoStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            old = error.response.get("Item")
+            old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             if _is_conflict(error):
                 existing = meta_from_item(old) if old else self.get_channel(meta.name)
                 if existing is not None:

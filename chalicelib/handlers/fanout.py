@@ -46,4 +46,4 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     processor = _processor()
     with processor(records=records, handler=outcome, lambda_context=context):
         processor.process()
-    return processor.response()
+    return dict(processor.response())

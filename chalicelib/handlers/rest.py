@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalice.app import Request, Response
@@ -21,6 +22,8 @@ VERSION = "0.1.0"
 
 def _body(request: Request) -> bytes | None:
     raw = request.raw_body
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
     limit = services(service_metrics).settings.max_request_bytes
     if raw and len(raw) > limit:
         raise TooLargeError(
@@ -105,7 +108,7 @@ def delete_channel(request: Request, channel: str) -> Response:
 @handles_errors
 def get_messages(request: Request, channel: str) -> Response:
     http_principal(request, validate_channel(channel), HISTORY)
-    params = request.query_params or {}
+    params: Mapping[str, str] = request.query_params or {}
     svc = services(service_metrics)
     limit = int_param(params.get("limit"), "limit", 100, 1, svc.settings.history_max_limit)
     result = svc.channels.read(channel, parse_start(params.get("from"), default="-1"), limit)
