@@ -46,6 +46,10 @@ class Switchboard:
     on AWS pass the WebSocket API's URL as ``ws_url``. ``token`` goes in the socket's
     ``token`` query parameter and in ``Authorization: Bearer`` on HTTP; ``auth`` is called
     for a fresh token when the server answers ``unauthorized`` (and first, if no token).
+
+    Backends pass ``api_key="<key id>:<secret>"`` instead: the client mints itself short-lived
+    tokens with it (``client_id``, ``capabilities``, ``token_ttl``) and renews them when they
+    expire, so the key itself never travels in a WebSocket URL.
     """
 
     def __init__(
@@ -55,6 +59,10 @@ class Switchboard:
         *,
         ws_url: str | None = None,
         auth: TokenProvider | None = None,
+        api_key: str | None = None,
+        client_id: str = "backend",
+        capabilities: dict[str, list[str]] | None = None,
+        token_ttl: int = 3600,
         options: Options | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
@@ -62,6 +70,16 @@ class Switchboard:
         self.url = url.rstrip("/")
         self.options = options or Options()
         self._rng = rng or random.Random()
+        if api_key is not None and auth is None:
+            key_api = HttpApi(self.url, Credentials(api_key, None), self.options,
+                              transport=http_transport, rng=self._rng)
+            grant = capabilities or {"*": ["*"]}
+
+            async def mint() -> str:
+                issued = await key_api.issue_token(client_id, grant, token_ttl)
+                return str(issued["token"])
+
+            auth = mint
         self._credentials = Credentials(token, auth)
         self.http = HttpApi(
             self.url, self._credentials, self.options, transport=http_transport, rng=self._rng
@@ -72,6 +90,16 @@ class Switchboard:
 
     def channel(self, name: str) -> Channel:
         return Channel(self, name)
+
+    async def issue_token(
+        self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600
+    ) -> dict[str, Any]:
+        """Issue a token for a client (a browser, a user's CLI). Needs an API key: construct
+        this client with ``token="<key id>:<secret>"``.
+
+        Returns ``{"token", "client_id", "expires" (epoch ms), "capabilities"}``.
+        """
+        return await self.http.issue_token(client_id, capabilities, ttl)
 
     @property
     def connection_stats(self) -> ConnectionStats:

@@ -125,6 +125,16 @@ class HttpApi:
     async def delete(self, channel: str) -> None:
         await self._request("DELETE", f"/v1/channels/{channel_path(channel)}")
 
+    async def issue_token(
+        self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600
+    ) -> dict[str, Any]:
+        """POST /v1/tokens: needs an API key as the credential."""
+        issued: dict[str, Any] = await self._request(
+            "POST", "/v1/tokens",
+            json={"client_id": client_id, "capabilities": capabilities, "ttl": ttl},
+        )
+        return issued
+
     # -- plumbing -------------------------------------------------------------------------
 
     async def _request(

@@ -60,6 +60,12 @@ class Switchboard:
     def channel(self, name: str) -> Channel:
         return Channel(self, self._async.channel(name))
 
+    def issue_token(
+        self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600
+    ) -> dict[str, Any]:
+        """See :meth:`switchboard.client.Switchboard.issue_token`."""
+        return self._run(self._async.issue_token(client_id, capabilities, ttl))
+
     def close(self) -> None:
         if self._closed:
             return
