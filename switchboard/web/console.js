@@ -388,7 +388,13 @@ function messageRow(m) {
       type ? el("span", { class: `chip chip-${type.replace(/[^a-z_]/g, "")}`, text: type }) : null,
       el("time", { class: "msg-time mono", text: formatTime(m.ts), datetime: new Date(m.ts ?? 0).toISOString() }),
       m.id ? el("span", { class: "msg-id mono", title: "idempotency id", text: m.id }) : null),
-    el("pre", { class: "msg-data mono", text: JSON.stringify(m.data, null, 2) }));
+    el("pre", { class: "msg-data mono", text: compactJson(m.data) }));
+}
+
+function compactJson(data) {
+  // One line when it reads well on one line (token messages), indented otherwise.
+  const flat = JSON.stringify(data);
+  return flat.length <= 140 ? flat : JSON.stringify(data, null, 2);
 }
 
 function setHead(offset, count) {
