@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import statistics
@@ -60,10 +61,11 @@ async def _subscriber(ws_url: str, channel: str) -> tuple[Any, asyncio.Queue[tup
     arrivals: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
 
     async def read() -> None:
-        async for raw in connection:
-            frame = json.loads(raw)
-            if frame.get("type") == "message":
-                arrivals.put_nowait((int(frame["data"]["i"]), time.perf_counter()))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in connection:
+                frame = json.loads(raw)
+                if frame.get("type") == "message":
+                    arrivals.put_nowait((int(frame["data"]["i"]), time.perf_counter()))
 
     task = asyncio.create_task(read())
     _readers.add(task)
@@ -76,9 +78,9 @@ async def _publisher(ws_url: str) -> tuple[Any, asyncio.Queue[str]]:
     acks: asyncio.Queue[str] = asyncio.Queue()
 
     async def read() -> None:
-        async for raw in connection:
-            frame = json.loads(raw)
-            acks.put_nowait(frame.get("type", "?"))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in connection:
+                acks.put_nowait(json.loads(raw).get("type", "?"))
 
     task = asyncio.create_task(read())
     _readers.add(task)

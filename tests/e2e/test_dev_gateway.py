@@ -92,7 +92,11 @@ async def test_rest_proxy_passes_queries_and_answers_unknown_routes_like_api_gat
         assert [m["data"] for m in page.json()["messages"]] == [0, 1]
         index = await http.get("/")
         assert index.status_code == 200
-        assert "/ws" in index.text
+        if index.headers["content-type"].startswith("text/html"):  # the console page
+            assert (await http.get("/web/index.html")).text == index.text
+        else:  # the endpoint description, until a console page exists
+            assert index.json()["endpoints"]["websocket"].endswith("/ws")
+        assert (await http.get("/web/no-such-file.js")).status_code == 404
 
 
 async def test_websocket_frames_over_128_kb_are_refused(dev_server: DevServerProcess) -> None:
@@ -119,7 +123,8 @@ def test_busy_port_gives_one_clear_error(dev_server: DevServerProcess) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stops_cleanly_on_signals(sig: signal.Signals) -> None:
-    server = DevServerProcess.start("--port", "0", "--stream-poll-ms", "20")
+    server = DevServerProcess.start("--port", "0", "--stream-poll-ms", "20", "--no-auth",
+                                    "--no-agent")
     try:
 
         async def connected_client() -> None:
