@@ -35,7 +35,14 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 
 _AUTH_ERRORS = {
     "401": _error("Missing, invalid or expired credentials."),
-    "403": _error("The credentials do not allow this operation on this channel."),
+    "403": {
+        "description": "The credentials do not allow this operation on this channel; or "
+                       "API Gateway's own answer for a path no route takes (a channel name "
+                       "with '/' or control characters), with a `message` instead.",
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"$ref": "#/components/schemas/GatewayError"}]}}},
+    },
 }
 _COMMON = {"400": _error("Invalid input."), **_AUTH_ERRORS,
            "500": _error("Server failure (no details are given).")}
@@ -183,6 +190,8 @@ def document() -> dict[str, Any]:
                     "type": "object", "required": ["code", "message", "detail"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                    "detail": {"type": "object"}}}}},
+                "GatewayError": {"type": "object", "required": ["message"],
+                                 "properties": {"message": {"type": "string"}}},
                 "Health": {"type": "object", "required": ["status"],
                            "properties": {"status": {"const": "ok"},
                                           "service": {"type": "string"},

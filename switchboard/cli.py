@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--agent", action=argparse.BooleanOptionalAction, default=True,
         help="also run the example agent behind the console at / (default: on)",
     )
+    dev.add_argument(
+        "--no-auth", dest="auth", action="store_false",
+        help="turn authentication off (anyone who reaches the port can do anything)",
+    )
     add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "dev":
@@ -43,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(
             host=args.host, port=args.port, stream_poll_ms=args.stream_poll_ms,
             agent=args.agent,
+            auth=args.auth,
         )
     if args.command in COMMANDS:
         return run_client(args)

@@ -26,12 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=None,
                         help="fake model pace multiplier (env SWITCHBOARD_AGENT_SPEED)")
     parser.add_argument("--max-runs", type=int, default=MAX_RUNS)
+    parser.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"),
+                        help="<key id>:<secret> (env SWITCHBOARD_API_KEY; switchboard dev "
+                             "passes its key)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s agent: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     model = FakeModel(args.speed) if args.speed is not None else model_from_env()
-    worker = Worker(args.url, requests=args.requests, model=model, max_runs=args.max_runs)
+    worker = Worker(args.url, requests=args.requests, model=model, max_runs=args.max_runs,
+                    api_key=args.api_key or None)
     logging.getLogger("examples.agent").info(
         "serving runs requested on %s at %s (model: %s)", args.requests, args.url, model.name)
     return asyncio.run(_serve(worker))

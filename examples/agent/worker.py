@@ -285,8 +285,11 @@ class Worker:
         requests: str = REQUESTS_CHANNEL,
         model: Model | None = None,
         max_runs: int = MAX_RUNS,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        # A backend authenticates with an API key; the SDK turns it into short-lived tokens.
+        self.api_key = api_key
         self.requests = requests
         self.model = model or model_from_env()
         self._slots = asyncio.Semaphore(max_runs)
@@ -294,7 +297,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        async with Client(self.url) as client:
+        async with Client(self.url, api_key=self.api_key, client_id="example-agent") as client:
             # From the beginning of the retained log: runs requested while this worker was
             # down are served now, and finished ones cost one history read each.
             async for request in client.channel(self.requests).subscribe(from_=BEGINNING):

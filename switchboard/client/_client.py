@@ -21,7 +21,7 @@ from ._connection import (
     Subscribed,
     ws_url_for,
 )
-from ._errors import ConflictError, SwitchboardError, UnavailableError
+from ._errors import ConflictError, SwitchboardError, UnauthorizedError, UnavailableError
 from ._http import Credentials, HttpApi, TokenProvider
 from ._options import Options, backoff_delay
 from ._recovery import Recovery, RecoveryStats
@@ -133,6 +133,7 @@ class Switchboard:
         deadline = time.monotonic() + opts.publish_deadline
         attempt = 0
         last: SwitchboardError | None = None
+        refreshed = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -150,6 +151,13 @@ class Switchboard:
                     f"The connection dropped while publishing to {channel!r}; "
                     f"last error: {self._connection.stats.last_error}."
                 )
+            except UnauthorizedError as error:
+                # The token expired while connected: renew it once, reconnect, send again
+                # (same id, so nothing can be stored twice).
+                if refreshed or not await self._connection.reauthenticate():
+                    raise
+                refreshed, last = True, error
+                continue
             except SwitchboardError as error:
                 if not error.retryable:
                     raise

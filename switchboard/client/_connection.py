@@ -296,6 +296,14 @@ class Connection:
         if kind == "error":
             log.warning("server error: %s", frame.get("message"))
 
+    async def reauthenticate(self) -> bool:
+        """Fetch a fresh token and reconnect with it (resubscribing from the last offsets);
+        False when there is no ``auth`` callback to ask."""
+        if self._credentials.auth is None:
+            return False
+        await self._reauthenticate()
+        return True
+
     async def _reauthenticate(self) -> None:
         await self._credentials.refresh()
         if self._ws is not None:

@@ -52,6 +52,9 @@ class WsPeer:
     connected_at_ms: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     query: list[tuple[str, str]] = field(default_factory=list)
+    # What the $connect authorizer returned (context + principalId): API Gateway adds it to
+    # the requestContext of every event of the connection.
+    authorizer: dict[str, Any] | None = None
 
 
 def _request_context(
@@ -75,6 +78,7 @@ def _request_context(
         "domainName": peer.domain_name,
         "connectionId": peer.connection_id,
         "apiId": API_ID,
+        **({"authorizer": dict(peer.authorizer)} if peer.authorizer is not None else {}),
         **extra,
     }
 
@@ -102,6 +106,20 @@ def connect_event(peer: WsPeer, now_ms: int | None = None) -> dict[str, Any]:
         query, multi_query = _multi(peer.query)
         event["queryStringParameters"] = query
         event["multiValueQueryStringParameters"] = multi_query
+    return event
+
+
+def authorizer_event(peer: WsPeer, now_ms: int | None = None) -> dict[str, Any]:
+    """The REQUEST authorizer event API Gateway sends before ``$connect``."""
+    event = connect_event(peer, now_ms)
+    event.update(
+        {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:{API_ID}/{STAGE}/$connect",
+            "stageVariables": {},
+        }
+    )
+    event.setdefault("queryStringParameters", {})
     return event
 
 

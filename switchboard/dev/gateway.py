@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -63,6 +63,8 @@ class WsHandlers:
     connect: Handler
     message: Handler
     disconnect: Handler
+    # The $connect authorizer (app.ws_authorizer), run first as API Gateway does.
+    authorizer: Handler | None = None
 
 
 @dataclass
@@ -93,12 +95,34 @@ def _aws_error(status: int, error_type: str, message: str) -> Response:
     )
 
 
+async def _unknown_resource(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/web/"):
+        return JSONResponse({"message": "Not Found"}, status_code=404)  # a missing file
+    return JSONResponse({"message": "Missing Authentication Token"}, status_code=403)
+
+
+def _rest_response(data: bytes, status: int, headers: list[tuple[str, str]]) -> Response:
+    """A buffered Lambda response, as API Gateway sends it; SSE goes out chunked instead.
+
+    The one documented difference from AWS (docs/durable-streams.md): API Gateway gives
+    ``text/event-stream`` a Content-Length, which SSE clients must not rely on.
+    """
+    if any(
+        n.lower() == "content-type" and v.split(";")[0].strip().lower() == "text/event-stream"
+        for n, v in headers
+    ):
+        return StreamingResponse(iter((data,)), status_code=status)
+    return Response(content=data, status_code=status)
+
+
 class Gateway:
     def __init__(
         self, rest_gateway: rest.DevRestGateway, ws: WsHandlers, executor: ThreadPoolExecutor,
         web_dir: Path = WEB_DIR,
+        token_issuer: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.rest_gateway = rest_gateway
+        self.token_issuer = token_issuer
         self.ws = ws
         self.executor = executor
         self.web_dir = web_dir
@@ -113,11 +137,15 @@ class Gateway:
                     methods=["GET", "POST", "DELETE"],
                 ),
                 Route("/_dev/connections", self.dev_connections, methods=["GET"]),
+                Route("/_dev/token", self.dev_token, methods=["POST"]),
                 Route(
                     "/_dev/connections/{connection_id}/drop", self.dev_drop, methods=["POST"]
                 ),
                 Route("/{path:path}", self.rest, methods=_HTTP_METHODS),
-            ]
+            ],
+            # A path no route can take (a control character, say): answer like API Gateway
+            # does for an unknown resource, in JSON, rather than Starlette's text page.
+            exception_handlers={404: _unknown_resource, 405: _unknown_resource},
         )
 
     async def _invoke(self, handler: Handler, event: dict[str, Any], name: str) -> Any:
@@ -147,7 +175,7 @@ class Gateway:
             log.exception("%s %s: the handler raised", request.method, request.url.path)
             status, out_headers = 502, [("x-amzn-ErrorType", "InternalServerErrorException")]
             data = b'{"message": "Internal server error"}'
-        response = Response(content=data, status_code=status)
+        response = _rest_response(data, status, out_headers)
         for name, value in out_headers:
             if name.lower() != "content-length":
                 response.headers.append(name, value)
@@ -230,7 +258,31 @@ class Gateway:
             self.connections.pop(peer.connection_id, None)
             await self._disconnected(connection, code, reason)
 
+    async def _authorize(self, peer: WsPeer) -> int | None:
+        """Run the authorizer: None to go on to $connect, else the status that refuses."""
+        if self.ws.authorizer is None:
+            return None
+        try:
+            policy = await self._invoke(
+                self.ws.authorizer, events.authorizer_event(peer), "authorizer"
+            )
+        except Exception as error:
+            # API Gateway answers 401 when the authorizer raises "Unauthorized", else 500.
+            status = 401 if str(error) == "Unauthorized" else 500
+            log.info("WS connect %s refused by the authorizer (%d)", peer.connection_id, status)
+            return status
+        statements = (policy.get("policyDocument") or {}).get("Statement") or [{}]
+        if any(s.get("Effect") != "Allow" for s in statements):
+            log.info("WS connect %s denied by the authorizer's policy", peer.connection_id)
+            return 403
+        peer.authorizer = {**(policy.get("context") or {}),
+                           "principalId": policy.get("principalId")}
+        return None
+
     async def _connect(self, peer: WsPeer) -> tuple[int, str | None, bytes]:
+        refused = await self._authorize(peer)
+        if refused is not None:
+            return refused, None, b""
         try:
             result = await self._invoke(self.ws.connect, events.connect_event(peer), "connect")
         except Exception:
@@ -331,6 +383,21 @@ class Gateway:
 
     # -- fault injection -----------------------------------------------------------------
 
+    async def dev_token(self, request: Request) -> Response:
+        """A token for the console (and any local page): the dev server's stand-in for the
+        backend that issues tokens in production. Loopback callers only."""
+        client = request.client.host if request.client else ""
+        if self.token_issuer is None:
+            return JSONResponse({"token": None, "auth": False})
+        if client not in ("127.0.0.1", "::1", "localhost"):
+            return JSONResponse({"error": {"code": "forbidden", "detail": {},
+                                           "message": "Dev tokens are for loopback only."}},
+                                status_code=403)
+        issued = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.token_issuer
+        )
+        return JSONResponse({**issued, "auth": True}, headers={"Cache-Control": "no-store"})
+
     async def dev_connections(self, request: Request) -> Response:
         return JSONResponse(
             [
@@ -338,7 +405,8 @@ class Gateway:
                     "connectionId": c.peer.connection_id,
                     "connectedAt": c.peer.connected_at_ms,
                     "sourceIp": c.peer.source_ip,
-                    "query": dict(c.peer.query),
+                    "query": {k: "[redacted]" if k == "token" else v
+                              for k, v in c.peer.query},
                     "framesIn": c.frames_in,
                     "framesOut": c.frames_out,
                 }

@@ -9,6 +9,8 @@ text) and give it a real-looking Lambda context.
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
 import uuid
 from typing import Any
@@ -91,6 +93,16 @@ def make_thread_safe(app: Chalice) -> None:
     app.__class__ = local_class
 
 
+def _gateway_body(raw: bytes | None) -> bytes:
+    text = (raw or b"").decode("utf-8", errors="replace")
+    try:
+        message = json.loads(text).get("message", text)
+    except (ValueError, AttributeError):
+        match = re.search(r'"message":\s*"(.*)"\s*}\s*$', text, re.DOTALL)
+        message = match.group(1) if match else text
+    return json.dumps({"message": message}).encode()
+
+
 def invoke(
     gateway: DevRestGateway, method: str, path_with_query: str, headers: dict[str, str],
     body: bytes | None,
@@ -99,9 +111,11 @@ def invoke(
     try:
         response = gateway.handle_request(method, path_with_query, headers, body)
     except LocalGatewayException as error:
+        # API Gateway's own answers (no such route: 403 "Missing Authentication Token", and
+        # friends). Chalice builds their JSON by hand and can emit invalid escapes: re-encode.
         error_headers = [(k, str(v)) for k, v in error.headers.items()]
         error_headers.append(("Content-Type", "application/json"))
-        return error.CODE, error_headers, error.body or b""
+        return error.CODE, error_headers, _gateway_body(error.body)
     out_headers: list[tuple[str, str]] = []
     multi = response.get("multiValueHeaders") or {}
     for name, value in (response.get("headers") or {}).items():

@@ -15,12 +15,14 @@ import asyncio
 import contextlib
 import errno
 import importlib
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -61,8 +63,6 @@ def _fake_aws_environment() -> None:
     # CloudWatch EMF would print a JSON blob per invocation; logs stay on.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "switchboard")
-    # Until the dev server issues keys and tokens (auth issue), it runs open.
-    os.environ.setdefault("SWITCHBOARD_AUTH_ENABLED", "false")
     # Any page may connect to the local stack (the console at / sends its own Origin).
     os.environ.setdefault("SWITCHBOARD_ALLOWED_ORIGINS", '["*"]')
 
@@ -130,7 +130,10 @@ class _Uvicorn(uvicorn.Server):
 class DevServer:
     """The whole local stack: moto, tables, gateway, stream pump."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50):
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50,
+        auth: bool = True,
+    ):
         if not 1 <= stream_poll_ms <= 60_000:
             raise DevServerError(
                 f"--stream-poll-ms must be between 1 and 60000, not {stream_poll_ms}"
@@ -138,6 +141,9 @@ class DevServer:
         self.host = host
         self.requested_port = port
         self.stream_poll_ms = stream_poll_ms
+        self.auth = auth
+        # The API key of this run: generated at start, printed once, kept only in memory.
+        self.api_key: str | None = None
         self.port = 0
         self.moto_url = ""
         self._socket: socket.socket | None = None
@@ -180,6 +186,7 @@ class DevServer:
         os.environ["SWITCHBOARD_DYNAMODB_ENDPOINT"] = self.moto_url
         # The Management API is ours, on this same port (boto3 appends /@connections/{id}).
         os.environ["SWITCHBOARD_WEBSOCKET_ENDPOINT"] = f"http://127.0.0.1:{self.port}"
+        self._configure_auth()
 
         from chalicelib.settings import get_settings
 
@@ -190,8 +197,10 @@ class DevServer:
         self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
         self.gateway = Gateway(
             rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}"),
-            WsHandlers(chalice_module.connect, chalice_module.message, chalice_module.disconnect),
+            WsHandlers(chalice_module.connect, chalice_module.message, chalice_module.disconnect,
+                       getattr(chalice_module, "ws_authorizer", None)),
             self._executor,
+            token_issuer=self._console_token if self.auth else None,
         )
         self._pump = StreamPump(
             _client("dynamodbstreams", self.moto_url), stream_arn,
@@ -200,6 +209,37 @@ class DevServer:
         self._pump.start()
         log.info("moto (DynamoDB + Streams) on %s; stream poll every %d ms when idle",
                  self.moto_url, self.stream_poll_ms)
+
+    def _configure_auth(self) -> None:
+        """A fresh API key for this run (or authentication off, with --no-auth)."""
+        if not self.auth:
+            os.environ["SWITCHBOARD_AUTH_ENABLED"] = "false"
+            return
+        from chalicelib.auth import new_api_key
+
+        key = new_api_key("dev")
+        self.api_key = f"{key.id}:{key.secret}"
+        os.environ["SWITCHBOARD_AUTH_ENABLED"] = "true"
+        os.environ["SWITCHBOARD_API_KEYS"] = json.dumps(
+            {"keys": [{"id": key.id, "secret": key.secret,
+                       "capabilities": key.capabilities.to_dict()}]}
+        )
+        # The example agent (a child process) authenticates as a backend with this key.
+        os.environ["SWITCHBOARD_API_KEY"] = self.api_key
+        # Pages served from anywhere may connect locally; on AWS the list is explicit.
+
+    def _console_token(self) -> dict[str, Any]:
+        """A browser token for the console: read and write every channel, no admin."""
+        from chalicelib.bootstrap import services
+        from chalicelib.core.auth import Capabilities, Principal
+
+        auth = services().auth
+        assert auth is not None
+        issuer = Principal("key", None, Capabilities.everything(), key_id="dev")
+        return auth.issue(
+            issuer, f"console-{uuid.uuid4().hex[:8]}",
+            {"*": ["subscribe", "publish", "history"]}, 3600,
+        )
 
     def _create_tables(self) -> str:
         from chalicelib.adapters.dynamodb import TTL_ATTRIBUTE, table_definitions
@@ -240,6 +280,12 @@ class DevServer:
     def _announce(self) -> None:
         self._ready.set()
         print(READY.format(http=self.base_url, ws=self.ws_url), flush=True)
+        if self.api_key is not None:
+            print(f"API key for this run (shown once, lives in memory only): {self.api_key}",
+                  flush=True)
+        else:
+            print("WARNING: authentication is OFF (--no-auth): anyone who can reach "
+                  f"{self.base_url} can read, write and delete every channel.", flush=True)
 
     def request_stop(self) -> None:
         if self._uvicorn is not None:
@@ -310,7 +356,8 @@ def _load_app() -> ModuleType:
 
 
 def run(
-    host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50, agent: bool = False
+    host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50, agent: bool = False,
+    auth: bool = True,
 ) -> int:
     """The ``switchboard dev`` command: serve until Ctrl-C or SIGTERM; the exit status.
 
@@ -322,7 +369,7 @@ def run(
     )
     server = None
     try:
-        server = DevServer(host, port, stream_poll_ms)
+        server = DevServer(host, port, stream_poll_ms, auth=auth)
         server.open()
     except DevServerError as error:
         print(f"switchboard dev: {error}", file=sys.stderr, flush=True)

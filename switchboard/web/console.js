@@ -18,9 +18,16 @@ const PAGE = 50; // inspector page size
 const NO_AGENT_AFTER_MS = 6000;
 
 const $ = (id) => document.getElementById(id);
-const sb = new Switchboard(location.origin);
+// The dev server hands local pages a short-lived token (in production, your backend issues
+// it with POST /v1/tokens). Without auth (switchboard dev --no-auth) it answers null.
+async function devToken() {
+  const response = await fetch("/_dev/token", { method: "POST" });
+  if (!response.ok) throw new SwitchboardError("unauthorized", "Could not get a token from the dev server.");
+  return (await response.json()).token;
+}
+const sb = new Switchboard(location.origin, { auth: devToken });
 // A second client for the inspector, so it can follow the run's own channel as well.
-const inspectorClient = new Switchboard(location.origin);
+const inspectorClient = new Switchboard(location.origin, { auth: devToken });
 
 // -- plain-words errors -------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def test_reload_mid_stream_and_a_second_tab_show_exactly_the_same_text(
     assert answer(second) == expected
     assert second.inner_text("#timeline") == page.inner_text("#timeline")
     # And the log itself holds the text once: token messages tile the answer exactly.
-    with Switchboard(stack.url) as sb:
+    with Switchboard(stack.url, api_key=stack.api_key) as sb:
         starts = [
             (m.data["start"], len(m.data["text"]))
             for m in sb.channel(f"runs:{run_id}").iter_history("-1")
@@ -209,7 +209,7 @@ def test_steering_changes_what_the_agent_writes_next(stack: Stack, new_page: Any
 
 def test_the_inspector_pages_through_history_and_publishes(stack: Stack, new_page: Any) -> None:
     channel = f"inspect:{uuid.uuid4().hex[:8]}"
-    with Switchboard(stack.url) as sb:
+    with Switchboard(stack.url, api_key=stack.api_key) as sb:
         sb.channel(channel).publish_many(({"n": n, "type": "note"}, f"n{n}") for n in range(120))
     page = new_page()
     page.goto(stack.url + "/")

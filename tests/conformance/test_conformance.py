@@ -42,7 +42,8 @@ def _switchboard_command() -> list[str]:
 def dev_url() -> Iterator[str]:
     """A fresh `switchboard dev --port 0` for the suite; yields its base URL."""
     proc = subprocess.Popen(
-        [*_switchboard_command(), "dev", "--port", "0"],
+        # The suite sends no credentials: run open (the rest of the API tests auth).
+        [*_switchboard_command(), "dev", "--port", "0", "--no-auth", "--no-agent"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

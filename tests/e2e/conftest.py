@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 READY = re.compile(r"^Switchboard dev server ready: (http://\S+) \(WebSocket: (ws://\S+)\)$")
+API_KEY = re.compile(r"^API key for this run .*: (\S+)$")
 MOTO = re.compile(r"moto \(DynamoDB \+ Streams\) on (http://\S+);")
 START_TIMEOUT_S = 60
 
@@ -44,8 +45,10 @@ class DevServerProcess:
     http: str = ""
     ws: str = ""
     moto: str = ""
+    api_key: str | None = None  # None with --no-auth
     lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _auth_announced: threading.Event = field(default_factory=threading.Event)
     _reader: threading.Thread | None = None
 
     @classmethod
@@ -69,6 +72,10 @@ class DevServerProcess:
             self.lines.append(line)
             if (moto := MOTO.search(line)) is not None:
                 self.moto = moto.group(1)
+            if (key := API_KEY.match(line)) is not None:
+                self.api_key = key.group(1)
+            if key is not None or line.startswith("WARNING: authentication is OFF"):
+                self._auth_announced.set()
             if (ready := READY.match(line)) is not None:
                 self.http, self.ws = ready.group(1), ready.group(2)
                 self._ready.set()
@@ -79,6 +86,8 @@ class DevServerProcess:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("switchboard dev did not start:\n" + self.output())
+        # The key (or the no-auth warning) is printed right after the ready line.
+        self._auth_announced.wait(5)
 
     def output(self) -> str:
         return "\n".join(self.lines)
@@ -109,7 +118,8 @@ class DevServerProcess:
 @pytest.fixture(scope="session")
 def dev_server() -> Iterator[DevServerProcess]:
     """One ``switchboard dev --port 0`` for the session: ``.http``, ``.ws``, ``.moto``."""
-    server = DevServerProcess.start("--port", "0")
+    # Auth has its own tests (tests/e2e/test_auth_e2e.py); these drive raw sockets.
+    server = DevServerProcess.start("--port", "0", "--no-auth", "--no-agent")
     try:
         yield server
     finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"ready: (http://\S+) \(WebSocket: (ws://\S+)\)")
+API_KEY = re.compile(r"API key for this run .*: (\S+)$")
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Stack:
     url: str
     process: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    # The run's API key (None with --no-auth): backends in the tests authenticate with it.
+    api_key: str | None = None
 
 
 def _switchboard() -> list[str]:
@@ -54,10 +57,13 @@ def dev_stack(*args: str, env: dict[str, str] | None = None,
             raise RuntimeError("switchboard dev did not get ready:\n" + "".join(lines))
         lines.append(line)
         match = READY.search(line)
+    key_line = process.stdout.readline()  # printed right after the ready line
+    lines.append(key_line)
+    key = API_KEY.search(key_line.strip())
     stdout = process.stdout
     threading.Thread(target=lambda: lines.extend(stdout), daemon=True).start()
     try:
-        yield Stack(match.group(1), process, lines)
+        yield Stack(match.group(1), process, lines, key.group(1) if key else None)
     finally:
         process.terminate()
         try:

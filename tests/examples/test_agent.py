@@ -86,7 +86,7 @@ def stack() -> Iterator[Stack]:
 def start_worker(stack: Stack, requests: str, speed: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "examples.agent", "--url", stack.url, "--requests", requests,
-         "--speed", str(speed)],
+         "--speed", str(speed), "--api-key", stack.api_key or ""],
         cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -146,7 +146,7 @@ def test_a_killed_worker_resumes_its_run_without_repeating_a_character(stack: St
     requests = f"agents:t{uuid.uuid4().hex[:8]}"
     worker = start_worker(stack, requests, speed=1.0)
     try:
-        with Switchboard(stack.url) as sb:
+        with Switchboard(stack.url, api_key=stack.api_key) as sb:
             run_id = request_run(sb, requests, PROMPT)
             # Kill it mid-answer, at a moment the test does not choose precisely.
             wait_for(lambda: len(answer_of(log_of(sb, run_id), run_id).text) >= 150, 40)
@@ -184,7 +184,7 @@ def test_interrupt_stops_the_answer_within_one_token_window(stack: Stack) -> Non
     requests = f"agents:t{uuid.uuid4().hex[:8]}"
     worker = start_worker(stack, requests, speed=1.0)
     try:
-        with Switchboard(stack.url) as sb:
+        with Switchboard(stack.url, api_key=stack.api_key) as sb:
             run_id = request_run(sb, requests, PROMPT)
             wait_for(lambda: len(answer_of(log_of(sb, run_id), run_id).text) >= 60, 40)
             ack = sb.channel(f"runs:{run_id}").publish({"to": run_id, "type": "interrupt"})
@@ -213,9 +213,11 @@ async def test_the_worker_serves_runs_requested_before_it_started(stack: Stack) 
     from examples.agent import Worker
 
     requests = f"agents:t{uuid.uuid4().hex[:8]}"
-    with Switchboard(stack.url) as sb:
+    with Switchboard(stack.url, api_key=stack.api_key) as sb:
         run_id = request_run(sb, requests, "Say hello")
-    worker = asyncio.create_task(Worker(stack.url, requests=requests, model=Model(50)).run())
+    worker = asyncio.create_task(
+        Worker(stack.url, requests=requests, model=Model(50), api_key=stack.api_key).run()
+    )
     try:
         async def finished() -> list[Message]:
             while True:
@@ -224,7 +226,7 @@ async def test_the_worker_serves_runs_requested_before_it_started(stack: Stack) 
                     return messages
                 await asyncio.sleep(0.1)
 
-        with Switchboard(stack.url) as sb:
+        with Switchboard(stack.url, api_key=stack.api_key) as sb:
             messages = await asyncio.wait_for(finished(), 30)
     finally:
         worker.cancel()

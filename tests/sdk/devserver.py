@@ -45,7 +45,7 @@ def run_dev_server(timeout: float = 60.0) -> Iterator[DevServer]:
     # Browser tests open sockets from a page, which sends an Origin header.
     env["SWITCHBOARD_ALLOWED_ORIGINS"] = '["*"]'
     process = subprocess.Popen(
-        [str(ENTRY_POINT), "dev", "--port", "0"],
+        [str(ENTRY_POINT), "dev", "--port", "0", "--no-auth", "--no-agent"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

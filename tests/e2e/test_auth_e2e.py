@@ -1,0 +1,145 @@
+"""Authentication end to end: `switchboard dev` with its generated key, real sockets, the SDK
+refreshing an expiring token without losing anything, and schemathesis fuzzing the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from switchboard.client import Options, Switchboard
+from tests.e2e.conftest import DevServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[DevServerProcess]:
+    running = DevServerProcess.start("--port", "0", "--no-agent")
+    try:
+        assert running.api_key and running.api_key.startswith("dev:")
+        yield running
+    finally:
+        running.stop()
+
+
+def issue(server: DevServerProcess, caps: dict[str, list[str]], ttl: int = 600,
+          client_id: str = "user-1") -> str:
+    response = httpx.post(f"{server.http}/v1/tokens", json={
+        "client_id": client_id, "capabilities": caps, "ttl": ttl},
+        headers={"Authorization": f"Bearer {server.api_key}"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+def test_the_key_is_printed_once_and_never_logged_again(server: DevServerProcess) -> None:
+    assert sum(server.api_key in line for line in server.lines) == 1  # type: ignore[operator]
+
+
+async def test_sockets_need_a_token_and_frames_need_the_right(server: DevServerProcess) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(server.ws):
+            pass
+    assert refused.value.response.status_code == 401
+    with pytest.raises(InvalidStatus):
+        async with websockets.connect(f"{server.ws}?token=forged.token.value"):
+            pass
+    token = issue(server, {"e2e:allowed": ["subscribe", "publish"]})
+    async with websockets.connect(f"{server.ws}?token={token}") as ws:
+        await ws.send(json.dumps({"action": "publish", "ref": "no", "channel": "e2e:other",
+                                  "data": 1}))
+        error = json.loads(await ws.recv())
+        assert error["code"] == "forbidden" and error["ref"] == "no"
+        await ws.send(json.dumps({"action": "publish", "ref": "yes", "channel": "e2e:allowed",
+                                  "data": 1, "publisher": "forged"}))
+        assert json.loads(await ws.recv())["type"] == "ack"
+        listing = httpx.get(f"{server.http}/_dev/connections").text
+        assert token not in listing and "[redacted]" in listing
+    assert token not in server.output()
+    history = httpx.get(f"{server.http}/v1/channels/e2e:allowed/messages",
+                        headers={"Authorization": f"Bearer {server.api_key}"}).json()
+    assert [m["publisher"] for m in history["messages"]] == ["user-1"]
+
+
+async def test_the_sdk_refreshes_an_expiring_token_and_loses_nothing(
+    server: DevServerProcess,
+) -> None:
+    minted: list[str] = []
+
+    async def auth() -> str:
+        token = issue(server, {"e2e:refresh": ["subscribe", "publish", "history"]}, ttl=2,
+                      client_id="refresher")
+        minted.append(token)
+        return token
+
+    options = Options(backoff_initial=0.05, backoff_max=0.5)
+    async with Switchboard(server.http, auth=auth, options=options) as client, \
+            Switchboard(server.http, api_key=server.api_key, client_id="agent") as agent:
+        channel = client.channel("e2e:refresh")
+        received: list[int] = []
+
+        async def read() -> None:
+            async for message in channel.subscribe(from_="-1"):
+                received.append(message.data)
+                if len(received) == 30:
+                    return
+
+        reader = asyncio.create_task(read())
+        for i in range(30):
+            await agent.channel("e2e:refresh").publish(i)
+            await asyncio.sleep(0.15)  # 4.5 s: the 2 s tokens expire twice on the way
+        await asyncio.wait_for(reader, 30)
+        assert received == list(range(30))
+        # Publishing as the client after its token expired goes through a refresh too.
+        await asyncio.sleep(2.1)
+        ack = await channel.publish("late")
+        assert ack.seq == 31
+    assert len(minted) >= 2
+
+
+def test_the_dev_token_endpoint_serves_the_console(server: DevServerProcess) -> None:
+    issued = httpx.post(f"{server.http}/_dev/token").json()
+    assert issued["auth"] is True and issued["client_id"].startswith("console-")
+    assert set(issued["capabilities"]["*"]) == {"subscribe", "publish", "history"}
+
+
+def test_no_auth_says_so_loudly() -> None:
+    server = DevServerProcess.start("--port", "0", "--no-auth", "--no-agent")
+    try:
+        assert server.api_key is None
+        assert any("authentication is OFF" in line for line in server.lines)
+        assert httpx.post(f"{server.http}/v1/channels/open:1/messages",
+                          json={"data": 1}).status_code == 201
+    finally:
+        server.stop()
+
+
+def test_schemathesis_finds_no_server_error_and_nothing_stored_changes(
+    server: DevServerProcess,
+) -> None:
+    key = {"Authorization": f"Bearer {server.api_key}"}
+    canary = httpx.post(f"{server.http}/v1/channels/canary:keep/messages",
+                        json=[{"data": {"n": i}} for i in range(3)], headers=key)
+    assert canary.status_code == 201
+    before = httpx.get(f"{server.http}/v1/channels/canary:keep/messages", headers=key).json()
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    result = subprocess.run(
+        [str(schemathesis), "run", f"{server.http}/v1/openapi.json",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance",
+         "--max-examples", "25", "--seed", "7", "--header", f"Authorization: Bearer "
+         f"{server.api_key}"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    after = httpx.get(f"{server.http}/v1/channels/canary:keep/messages", headers=key).json()
+    assert after == before
+    assert httpx.get(f"{server.http}/v1/health").status_code == 200
