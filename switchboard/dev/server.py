@@ -278,7 +278,7 @@ class DevServer:
         await self._uvicorn.serve(sockets=[self._socket])
 
     def _announce(self) -> None:
-        self._ready.set()
+        # Both lines first: whatever waits for readiness (the example agent) logs after them.
         print(READY.format(http=self.base_url, ws=self.ws_url), flush=True)
         if self.api_key is not None:
             print(f"API key for this run (shown once, lives in memory only): {self.api_key}",
@@ -286,6 +286,7 @@ class DevServer:
         else:
             print("WARNING: authentication is OFF (--no-auth): anyone who can reach "
                   f"{self.base_url} can read, write and delete every channel.", flush=True)
+        self._ready.set()
 
     def request_stop(self) -> None:
         if self._uvicorn is not None:

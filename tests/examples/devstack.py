@@ -59,7 +59,7 @@ def dev_stack(*args: str, env: dict[str, str] | None = None,
         match = READY.search(line)
     key_line = process.stdout.readline()  # printed right after the ready line
     lines.append(key_line)
-    key = API_KEY.search(key_line.strip())
+    key = API_KEY.search(key_line.strip())  # None with --no-auth (a warning line instead)
     stdout = process.stdout
     threading.Thread(target=lambda: lines.extend(stdout), daemon=True).start()
     try:
