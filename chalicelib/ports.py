@@ -38,6 +38,17 @@ class AppendGuard:
     stream_expires_at: int | None = None  # the new expiry of a stream with a sliding TTL
 
 
+class ForkSourceChangedError(Exception):
+    """A fork's source was deleted or re-created since it was read: read it again."""
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What ``delete_channel`` did."""
+
+    soft: bool  # forks still reference the channel: it is marked deleted, not removed
+
+
 class ChannelExistsError(Exception):
     def __init__(self, existing: ChannelMeta) -> None:
         super().__init__(existing.name)
@@ -74,8 +85,23 @@ class MessageStore(Protocol):
     def create_channel(self, meta: ChannelMeta) -> ChannelMeta:
         """Create ``meta`` if no channel of that name exists; else raise ChannelExistsError."""
 
-    def delete_channel(self, meta: ChannelMeta) -> bool:
-        """Delete the channel if it is still in ``meta.epoch``; its log becomes unreachable."""
+    def delete_channel(self, meta: ChannelMeta, purge: bool = False) -> Deletion | None:
+        """Delete the channel if it is still in ``meta.epoch`` (else None); its log becomes
+        unreachable. While forks reference it (and unless ``purge``), it is only marked
+        deleted (soft) and kept until :meth:`release_fork` removes the last reference."""
+
+    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
+        """Create the fork ``meta`` (``meta.fork`` set) and record it in its source, in one
+        atomic step, with ``prefix`` (a partial entry at seq ``meta.head``) in its log.
+
+        Raises ChannelExistsError if the name is taken, ForkSourceChangedError if the source
+        is no longer in ``meta.fork.source_epoch`` or was deleted.
+        """
+
+    def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
+        """Drop fork ``member`` from channel ``(name, epoch)``'s references. If that leaves a
+        soft-deleted channel unreferenced, remove it and return its metadata (the caller
+        releases its own source in turn); else None."""
 
     def append(
         self,

@@ -22,12 +22,14 @@ from .core.channels import ChannelMeta, resolve_start
 from .core.errors import (
     ConflictError,
     EpochMismatchError,
+    GoneError,
     InternalError,
     NotFoundError,
     SwitchboardError,
     TooLargeError,
     UnavailableError,
 )
+from .core.forks import fork_member, parse_member, segments
 from .core.messages import (
     JSON_CONTENT_TYPE,
     NewMessage,
@@ -141,7 +143,8 @@ class ChannelService:
     # -- lifecycle -------------------------------------------------------------------------
 
     def get(self, name: str) -> ChannelMeta:
-        """The channel's metadata; :class:`NotFoundError` if it does not exist (or expired)."""
+        """The channel's metadata; :class:`NotFoundError` if it does not exist (or expired),
+        :class:`GoneError` if it was deleted while forks still hold it."""
         meta = self._load(validate_channel(name))
         if meta is None:
             raise NotFoundError(
@@ -149,13 +152,15 @@ class ChannelService:
                 "publish to it over the WebSocket or /v1/channels.",
                 {"channel": name},
             )
+        if meta.deleted:
+            self._gone(meta)
         return meta
 
     def get_or_create(self, name: str) -> ChannelMeta:
         """Implicit creation, with the namespace's defaults (WebSocket and /v1/channels)."""
         meta = self._load(validate_channel(name))
         if meta is not None:
-            return meta
+            return self.get(name) if meta.deleted else meta
         meta, _ = self.create(name)
         return meta
 
@@ -184,22 +189,81 @@ class ChannelService:
         try:
             return self.store.create_channel(meta), True
         except ChannelExistsError as exists:
-            existing = exists.existing
-            if existing.is_expired(now / 1000):
-                # A stream past its Durable Streams TTL is gone: replace it with a new epoch.
-                self.store.delete_channel(existing)
+            existing = self.replaceable(exists.existing)
+            if existing is None:
                 return self.create(name, retention_s, content_type, expires_at, ttl_s)
             return existing, False
 
+    def replaceable(self, existing: ChannelMeta) -> ChannelMeta | None:
+        """None once an expired channel is removed (the caller creates anew); the channel
+        itself if it stands; :class:`ConflictError` if it is deleted but held by forks."""
+        if existing.is_expired(self._now_s()):
+            # A stream past its Durable Streams TTL is gone: replace it with a new epoch.
+            # Its forks keep reading its log (by name and epoch) until the log expires.
+            if self.store.delete_channel(existing, purge=True) is not None:
+                self._release(existing)
+            return None
+        if existing.deleted:
+            raise ConflictError(
+                f"Stream {existing.name!r} was deleted but forks still read it: the name "
+                "cannot be reused until they are deleted.",
+                {"channel": existing.name},
+            )
+        return existing
+
     def delete(self, name: str) -> None:
         meta = self.get(name)
-        if not self.store.delete_channel(meta):
+        deletion = self.store.delete_channel(meta)
+        if deletion is None:
             raise NotFoundError(f"Channel {name!r} does not exist.", {"channel": name})
+        if not deletion.soft:
+            self._release(meta)
+
+    def _release(self, meta: ChannelMeta) -> None:
+        """A removed fork drops its reference; a soft-deleted source left without forks is
+        collected, and so on up the chain."""
+        current: ChannelMeta | None = meta
+        while current is not None and current.fork is not None:
+            current = self.store.release_fork(
+                current.fork.source,
+                current.fork.source_epoch,
+                fork_member(current.name, current.epoch),
+            )
+
+    def _gone(self, meta: ChannelMeta) -> None:
+        """Answer for a soft-deleted channel: 410, or 404 once no fork holds it any more.
+
+        Forks that expired (or were removed without releasing it) are pruned here, so an
+        expiring fork releases its source too."""
+        now_s = self._now_s()
+        for member in sorted(meta.forks):
+            fork_name, fork_epoch = parse_member(member)
+            fork = self.store.get_channel(fork_name)
+            if fork is None or fork.epoch != fork_epoch or fork.is_expired(now_s):
+                collected = self.store.release_fork(meta.name, meta.epoch, member)
+                if collected is not None:
+                    self._release(collected)
+                    raise NotFoundError(
+                        f"Channel {meta.name!r} does not exist.", {"channel": meta.name}
+                    )
+        raise GoneError(
+            f"Stream {meta.name!r} was deleted; forks of it still exist, so the name is "
+            "reserved until they are deleted.",
+            {"channel": meta.name},
+        )
 
     def info(self, name: str) -> dict[str, Any]:
         meta = self.get(name)
-        first = self.store.first_retained(meta.name, meta.epoch, self._now_s(), meta.head)
-        return meta.to_dict(message_count=meta.head - first + 1)
+        return meta.to_dict(message_count=meta.head - self.first_retained(meta) + 1)
+
+    def first_retained(self, meta: ChannelMeta) -> int:
+        """The first seq not yet expired (``head + 1`` if none), across a fork's ancestors."""
+        now_s = self._now_s()
+        for segment in segments(meta.name, meta.epoch, meta.ancestors, 0, meta.head):
+            first = self.store.first_retained(segment.name, segment.epoch, now_s, segment.hi)
+            if first <= segment.hi:
+                return max(first, segment.lo + 1)
+        return meta.head + 1
 
     # -- publish ---------------------------------------------------------------------------
 
@@ -313,8 +377,7 @@ class ChannelService:
         """The seq a reader starts after (raises offset_expired / epoch_mismatch)."""
         if start.kind == "now":
             return meta.head
-        earliest = self.store.first_retained(meta.name, meta.epoch, self._now_s(), meta.head)
-        return resolve_start(start, meta, earliest)
+        return resolve_start(start, meta, self.first_retained(meta))
 
     def read_after(
         self, meta: ChannelMeta, after_seq: int, limit: int, until_seq: int | None = None
@@ -322,14 +385,26 @@ class ChannelService:
         """Retained messages after ``after_seq``, at most ``limit``, skipping expired ones."""
         now_s = self._now_s()
         out: list[StoredMessage] = []
-        cursor = after_seq
         end = meta.head if until_seq is None else min(until_seq, meta.head)
-        while len(out) < limit and cursor < end:
-            page = self.store.read(meta.name, meta.epoch, cursor, limit - len(out), end)
-            if not page:
+        # A fork reads its inherited prefix from its ancestors' logs, then its own.
+        for segment in segments(meta.name, meta.epoch, meta.ancestors, after_seq, end):
+            inherited = segment.name != meta.name or segment.epoch != meta.epoch
+            cursor = segment.lo
+            while len(out) < limit and cursor < segment.hi:
+                page = self.store.read(
+                    segment.name, segment.epoch, cursor, limit - len(out), segment.hi
+                )
+                if not page:
+                    break
+                out.extend(
+                    # Served as the fork's own messages (its name, epoch and offsets).
+                    replace(m, channel=meta.name, epoch=meta.epoch) if inherited else m
+                    for m in page
+                    if m.expires_at > now_s
+                )
+                cursor = page[-1].seq
+            if len(out) >= limit:
                 break
-            out.extend(m for m in page if m.expires_at > now_s)
-            cursor = page[-1].seq
         return out
 
     # -- Durable Streams appends -----------------------------------------------------------

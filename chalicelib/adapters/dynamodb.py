@@ -2,8 +2,9 @@
 
 Tables (every lookup is a GetItem or a Query on a key designed for it; nothing Scans):
 
-- channels    pk                       channel metadata (``pk = name``) and idempotency claims
-                                       (``pk = name#id#epoch#id``)
+- channels    pk                       channel metadata (``pk = name``; a fork's item also holds
+                                       its ancestry, a source's the set of its forks) and
+                                       idempotency claims (``pk = name#id#epoch#id``)
 - messages    pk = name#epoch, seq     the logs; its stream (NEW_IMAGE) feeds the fan-out
 - connections pk, sk                   ``conn#id / conn`` per socket, ``sub#channel / id`` per
                                        subscription (a Query on ``sub#channel`` finds them all)
@@ -16,12 +17,14 @@ The low-level client is used on purpose: no resource layer to import on a cold s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ..core.channels import ChannelMeta
+from ..core.forks import Ancestor, ForkOrigin, fork_member
 from ..core.messages import NewMessage, StoredMessage
 from ..core.producers import ProducerState
 from ..core.subscriptions import Connection, Subscription, SubscriptionState
@@ -29,6 +32,8 @@ from ..ports import (
     AppendConflictError,
     AppendGuard,
     ChannelExistsError,
+    Deletion,
+    ForkSourceChangedError,
     GoLive,
     SubscriptionLimitError,
 )
@@ -104,6 +109,18 @@ def _cancellation_codes(error: ClientError) -> list[str]:
     return [str(r.get("Code", "None")) for r in reasons]
 
 
+def _fork_from_item(item: dict[str, Any]) -> ForkOrigin | None:
+    if "src" not in item:
+        return None
+    return ForkOrigin(
+        source=item["src"]["S"],
+        source_epoch=item["src_epoch"]["S"],
+        offset_seq=int(item["fork_at"]["N"]),
+        sub_offset=int(item["fork_sub"]["N"]),
+        ancestors=tuple(Ancestor(n, e, int(u)) for n, e, u in json.loads(item["anc"]["S"])),
+    )
+
+
 def meta_from_item(item: dict[str, Any]) -> ChannelMeta:
     return ChannelMeta(
         name=item["pk"]["S"],
@@ -116,7 +133,42 @@ def meta_from_item(item: dict[str, Any]) -> ChannelMeta:
         ttl_s=int(item["ttl_s"]["N"]) if "ttl_s" in item else None,
         closed=bool(item.get("closed", {}).get("BOOL", False)),
         stream_seq=item["wseq"]["S"] if "wseq" in item else None,
+        fork=_fork_from_item(item),
+        forks=frozenset(item.get("forks", {}).get("SS", [])),
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
     )
+
+
+def _meta_item(meta: ChannelMeta) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": meta.name},
+        "epoch": {"S": meta.epoch},
+        "head": _n(meta.head),
+        "created": _n(meta.created_ms),
+        "retention": _n(meta.retention_s),
+        "ctype": {"S": meta.content_type},
+    }
+    if meta.expires_at is not None:
+        item["stream_expires"] = _n(meta.expires_at)
+        # Let DynamoDB drop the metadata of an expired stream a day after it expired.
+        item[TTL_ATTRIBUTE] = _n(meta.expires_at + 86400)
+    if meta.ttl_s is not None:
+        item["ttl_s"] = _n(meta.ttl_s)
+    if meta.closed:
+        item["closed"] = {"BOOL": True}
+    if meta.stream_seq is not None:
+        item["wseq"] = {"S": meta.stream_seq}
+    if meta.fork is not None:
+        item["src"] = {"S": meta.fork.source}
+        item["src_epoch"] = {"S": meta.fork.source_epoch}
+        item["fork_at"] = _n(meta.fork.offset_seq)
+        item["fork_sub"] = _n(meta.fork.sub_offset)
+        item["anc"] = {
+            "S": json.dumps(
+                [[a.name, a.epoch, a.upto] for a in meta.fork.ancestors], separators=(",", ":")
+            )
+        }
+    return item
 
 
 def message_from_item(item: dict[str, Any]) -> StoredMessage:
@@ -183,28 +235,10 @@ class DynamoStore:
         return meta_from_item(item) if item else None
 
     def create_channel(self, meta: ChannelMeta) -> ChannelMeta:
-        item: dict[str, Any] = {
-            "pk": {"S": meta.name},
-            "epoch": {"S": meta.epoch},
-            "head": _n(meta.head),
-            "created": _n(meta.created_ms),
-            "retention": _n(meta.retention_s),
-            "ctype": {"S": meta.content_type},
-        }
-        if meta.expires_at is not None:
-            item["stream_expires"] = _n(meta.expires_at)
-            # Let DynamoDB drop the metadata of an expired stream a day after it expired.
-            item[TTL_ATTRIBUTE] = _n(meta.expires_at + 86400)
-        if meta.ttl_s is not None:
-            item["ttl_s"] = _n(meta.ttl_s)
-        if meta.closed:
-            item["closed"] = {"BOOL": True}
-        if meta.stream_seq is not None:
-            item["wseq"] = {"S": meta.stream_seq}
         try:
             self.client.put_item(
                 TableName=self.channels_table,
-                Item=item,
+                Item=_meta_item(meta),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -218,21 +252,117 @@ class DynamoStore:
             raise
         return meta
 
-    def delete_channel(self, meta: ChannelMeta) -> bool:
+    def delete_channel(self, meta: ChannelMeta, purge: bool = False) -> Deletion | None:
         # The log items of this epoch become unreachable (keys include the epoch) and expire
-        # through TTL: deleting a channel is one write whatever its length.
+        # through TTL: deleting a channel is one write whatever its length. Forks read those
+        # items by (name, epoch) until they expire, whatever happens to this item.
+        key = {"pk": {"S": meta.name}}
+        epoch = {":e": {"S": meta.epoch}}
+        for _ in range(10):  # each step is conditional; loop only while forks come and go
+            try:
+                self.client.delete_item(
+                    TableName=self.channels_table,
+                    Key=key,
+                    ConditionExpression=(
+                        "epoch = :e" if purge else "epoch = :e AND attribute_not_exists(forks)"
+                    ),
+                    ExpressionAttributeValues=epoch,
+                )
+                return Deletion(soft=False)
+            except ClientError as error:
+                if not _is_conflict(error):
+                    raise
+            if purge:
+                return None
+            try:
+                # Forks still read its log: keep the item, marked deleted, until the last
+                # fork releases it (release_fork).
+                self.client.update_item(
+                    TableName=self.channels_table,
+                    Key=key,
+                    UpdateExpression="SET deleted = :t",
+                    ConditionExpression="epoch = :e AND attribute_exists(forks)",
+                    ExpressionAttributeValues={**epoch, ":t": {"BOOL": True}},
+                )
+                return Deletion(soft=True)
+            except ClientError as error:
+                if not _is_conflict(error):
+                    raise
+            current = self.get_channel(meta.name)
+            if current is None or current.epoch != meta.epoch:
+                return None
+        raise AppendConflictError(meta.name)
+
+    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
+        assert meta.fork is not None
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.channels_table,
+                    "Item": _meta_item(meta),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                # The source records the fork: a soft delete keeps it while any is listed.
+                "Update": {
+                    "TableName": self.channels_table,
+                    "Key": {"pk": {"S": meta.fork.source}},
+                    "UpdateExpression": "ADD forks :m",
+                    "ConditionExpression": "epoch = :e AND attribute_not_exists(deleted)",
+                    "ExpressionAttributeValues": {
+                        ":m": {"SS": [fork_member(meta.name, meta.epoch)]},
+                        ":e": {"S": meta.fork.source_epoch},
+                    },
+                }
+            },
+        ]
+        if prefix is not None:
+            items.append({"Put": {"TableName": self.messages_table, "Item": message_item(prefix)}})
         try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as error:
+            if not _is_conflict(error):
+                raise
+            codes = _cancellation_codes(error)
+            if codes and codes[0] == "ConditionalCheckFailed":
+                existing = self.get_channel(meta.name)
+                if existing is not None:
+                    raise ChannelExistsError(existing) from None
+            raise ForkSourceChangedError(meta.fork.source) from None
+        return meta
+
+    def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
+        try:
+            item = self.client.update_item(
+                TableName=self.channels_table,
+                Key={"pk": {"S": name}},
+                UpdateExpression="DELETE forks :m",
+                ConditionExpression="epoch = :e",
+                ExpressionAttributeValues={":m": {"SS": [member]}, ":e": {"S": epoch}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_conflict(error):
+                return None  # gone or re-created: it holds nothing of ours
+            raise
+        meta = meta_from_item(item)
+        if not meta.deleted or meta.forks:
+            return None
+        try:
+            # The last reference of a soft-deleted channel: collect it (an empty set is no
+            # attribute in DynamoDB, so "no forks" is attribute_not_exists).
             self.client.delete_item(
                 TableName=self.channels_table,
-                Key={"pk": {"S": meta.name}},
-                ConditionExpression="epoch = :e",
-                ExpressionAttributeValues={":e": {"S": meta.epoch}},
+                Key={"pk": {"S": name}},
+                ConditionExpression="epoch = :e AND deleted = :t AND attribute_not_exists(forks)",
+                ExpressionAttributeValues={":e": {"S": epoch}, ":t": {"BOOL": True}},
             )
         except ClientError as error:
             if _is_conflict(error):
-                return False
+                return None  # another release collected it
             raise
-        return True
+        return meta
 
     def append(
         self,
@@ -247,7 +377,7 @@ class DynamoStore:
             "TableName": self.channels_table,
             "Key": {"pk": {"S": meta.name}},
             "UpdateExpression": "SET head = :new",
-            "ConditionExpression": "epoch = :e AND head = :h",
+            "ConditionExpression": "epoch = :e AND head = :h AND attribute_not_exists(deleted)",
             "ExpressionAttributeValues": {
                 ":new": _n(new_head), ":e": {"S": meta.epoch}, ":h": _n(meta.head),
             },

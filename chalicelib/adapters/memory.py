@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.channels import ChannelMeta
+from ..core.forks import fork_member
 from ..core.messages import NewMessage, StoredMessage
 from ..core.producers import ProducerState
 from ..core.subscriptions import Connection, Subscription, SubscriptionState
@@ -20,6 +21,8 @@ from ..ports import (
     AppendGuard,
     ChannelExistsError,
     ConnectionGoneError,
+    Deletion,
+    ForkSourceChangedError,
     GoLive,
     SubscriptionLimitError,
 )
@@ -54,13 +57,46 @@ class MemoryStore:
             self.channels[meta.name] = meta
             return meta
 
-    def delete_channel(self, meta: ChannelMeta) -> bool:
+    def delete_channel(self, meta: ChannelMeta, purge: bool = False) -> Deletion | None:
         with self._lock:
             current = self.channels.get(meta.name)
             if current is None or current.epoch != meta.epoch:
-                return False
+                return None
+            if current.forks and not purge:
+                self.channels[meta.name] = replace(current, deleted=True)
+                return Deletion(soft=True)
             del self.channels[meta.name]
-            return True
+            return Deletion(soft=False)
+
+    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
+        assert meta.fork is not None
+        with self._lock:
+            existing = self.channels.get(meta.name)
+            if existing is not None:
+                raise ChannelExistsError(existing)
+            source = self.channels.get(meta.fork.source)
+            if source is None or source.epoch != meta.fork.source_epoch or source.deleted:
+                raise ForkSourceChangedError(meta.fork.source)
+            self.channels[source.name] = replace(
+                source, forks=source.forks | {fork_member(meta.name, meta.epoch)}
+            )
+            self.channels[meta.name] = meta
+            if prefix is not None:
+                self.logs.setdefault((meta.name, meta.epoch), {})[prefix.seq] = prefix
+                self.stream.append(prefix)
+            return meta
+
+    def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
+        with self._lock:
+            current = self.channels.get(name)
+            if current is None or current.epoch != epoch:
+                return None
+            current = replace(current, forks=current.forks - {member})
+            if current.deleted and not current.forks:
+                del self.channels[name]
+                return current
+            self.channels[name] = current
+            return None
 
     def append(
         self,
@@ -72,7 +108,12 @@ class MemoryStore:
     ) -> list[StoredMessage]:
         with self._lock:
             current = self.channels.get(meta.name)
-            if current is None or current.epoch != meta.epoch or current.head != meta.head:
+            if (
+                current is None
+                or current.epoch != meta.epoch
+                or current.head != meta.head
+                or current.deleted
+            ):
                 raise AppendConflictError(meta.name)
             if guard is not None:
                 if current.closed:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import EpochMismatchError, InvalidOffsetError, OffsetExpiredError
+from .forks import Ancestor, ForkOrigin, alias_seq
 from .messages import JSON_CONTENT_TYPE
 from .offsets import BEGINNING, Position, StartRequest, encode
 
@@ -24,6 +25,16 @@ class ChannelMeta:
     # Durable Streams: a closed stream takes no more appends; the last Stream-Seq accepted.
     closed: bool = False
     stream_seq: str | None = None
+    # Forks (core/forks.py): where this channel was forked from, the live forks that
+    # reference it (``name epoch`` each), and whether it was deleted while forks held it
+    # (soft-deleted: gone for clients, kept until the last fork is gone).
+    fork: ForkOrigin | None = None
+    forks: frozenset[str] = frozenset()
+    deleted: bool = False
+
+    @property
+    def ancestors(self) -> tuple[Ancestor, ...]:
+        return self.fork.ancestors if self.fork is not None else ()
 
     @property
     def head_offset(self) -> str:
@@ -64,6 +75,8 @@ def resolve_start(start: StartRequest, meta: ChannelMeta, earliest_seq: int) -> 
         return max(0, earliest_seq - 1)
     assert start.position is not None
     pos: Position = start.position
+    if pos.epoch != meta.epoch and (alias := alias_seq(meta.ancestors, pos)) is not None:
+        pos = Position(meta.epoch, alias)  # an ancestor's offset in the shared prefix
     if pos.epoch != meta.epoch:
         raise EpochMismatchError(
             f"Offset {pos.offset} belongs to an earlier life of channel {meta.name!r}, which "

@@ -12,6 +12,7 @@ offset, a limit). Nothing else is ever shown to a client.
     ├── NotFoundError            not_found         404
     ├── ConflictError            conflict          409
     ├── OffsetExpiredError       offset_expired    410
+    ├── GoneError                gone              410   (a deleted stream forks still hold)
     ├── EpochMismatchError       epoch_mismatch    409
     ├── TooLargeError            too_large         413
     ├── UnauthorizedError        unauthorized      401
@@ -71,6 +72,11 @@ class ConflictError(SwitchboardError):
 
 class OffsetExpiredError(SwitchboardError):
     code = "offset_expired"
+    status = 410
+
+
+class GoneError(SwitchboardError):
+    code = "gone"
     status = 410
 
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
@@ -38,12 +39,14 @@ from ..core.errors import (
     NotFoundError,
     SwitchboardError,
 )
+from ..core.forks import parse_fork_offset, parse_source, parse_sub_offset
 from ..core.messages import JSON_CONTENT_TYPE, NewMessage
 from ..core.names import validate_channel
 from ..core.offsets import BEGINNING, parse_start
 from ..core.producers import ProducerRequest, parse_producer
 from ..observability import flush_metrics, logger, service_metrics
 from ..services import ChannelService, StreamAppend, StreamClosedError
+from ..stream_forks import ForkRequest, fork
 from .authn import http_principal
 from .http import error_response
 
@@ -160,12 +163,25 @@ _OPERATIONS = {"GET": HISTORY, "HEAD": HISTORY, "POST": PUBLISH, "PUT": ADMIN, "
 
 def create(request: Request, channel: str) -> Response:
     headers = request.headers
-    content_type = media_type(headers.get("content-type")) or OCTET_STREAM
     close = _flag(headers.get("stream-closed"), "Stream-Closed")
     channels = _channels()
     ttl_s, expires_at = _lifetime(
         channels, headers.get("stream-ttl"), headers.get("stream-expires-at")
     )
+    forked_from = headers.get("stream-forked-from")
+    sub_offset = headers.get("stream-fork-sub-offset")
+    if forked_from is None and (
+        sub_offset is not None or headers.get("stream-fork-offset") is not None
+    ):
+        raise InvalidRequestError(
+            "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From."
+        )
+    if forked_from is not None:
+        meta, created = _fork(request, channel, forked_from, ttl_s, expires_at)
+        if not created and close and not meta.closed:
+            raise ConflictError(f"Stream {channel!r} exists and is open.", {"channel": channel})
+        return _created(request, channels, channel, meta, created, close)
+    content_type = media_type(headers.get("content-type")) or OCTET_STREAM
     meta, created = channels.create(
         channel, content_type=content_type, expires_at=expires_at, ttl_s=ttl_s
     )
@@ -181,8 +197,41 @@ def create(request: Request, channel: str) -> Response:
             f"expires at {meta.expires_at}).",
             {"content_type": meta.content_type},
         )
-    if created and (request.raw_body or close):
-        bodies = _bodies(channels, meta, request.raw_body or b"", allow_empty_array=True)
+    return _created(request, channels, channel, meta, created, close)
+
+
+def _fork(
+    request: Request, channel: str, forked_from: str, ttl_s: int | None, expires_at: int | None
+) -> tuple[ChannelMeta, bool]:
+    headers = request.headers
+    offset = headers.get("stream-fork-offset")
+    sub_offset = headers.get("stream-fork-sub-offset")
+    return fork(
+        _channels(),
+        ForkRequest(
+            name=channel,
+            source=parse_source(forked_from),
+            offset=parse_fork_offset(offset) if offset is not None else None,
+            sub_offset=parse_sub_offset(sub_offset) if sub_offset is not None else 0,
+            content_type=media_type(headers.get("content-type")) or None,
+            ttl_s=ttl_s,
+            expires_at=expires_at,
+            ttl_given=ttl_s is not None or expires_at is not None,
+        ),
+    )
+
+
+def _created(
+    request: Request,
+    channels: ChannelService,
+    channel: str,
+    meta: ChannelMeta,
+    created: bool,
+    close: bool,
+) -> Response:
+    raw = _raw_body(request)
+    if created and (raw or close):
+        bodies = _bodies(channels, meta, raw, allow_empty_array=True)
         if bodies or close:
             meta = channels.append_stream(channel, bodies, meta.content_type, close=close).meta
     response_headers = {
@@ -195,6 +244,12 @@ def create(request: Request, channel: str) -> Response:
     if created:
         response_headers["Location"] = _absolute_url(request, channel)
     return _respond("", 201 if created else 200, response_headers)
+
+
+def _raw_body(request: Request) -> bytes:
+    raw = request.raw_body or b""
+    # Chalice types it loosely; API Gateway events always decode to bytes.
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
 
 
 def _absolute_url(request: Request, channel: str) -> str:
@@ -224,7 +279,7 @@ def append(request: Request, channel: str) -> Response:
     stream_seq = headers.get("stream-seq")
     if stream_seq is not None and not stream_seq:
         raise InvalidRequestError("Stream-Seq must not be empty.")
-    raw = request.raw_body or b""
+    raw = _raw_body(request)
     content_type = media_type(headers.get("content-type"))
     channels = _channels()
     if not raw and not close:
@@ -309,7 +364,7 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
         if meta.closed:
             headers["Stream-Closed"] = "true"
         return _respond("", 200, headers)
-    params = request.query_params or {}
+    params: Mapping[str, str] = request.query_params or {}
     live = params.get("live")
     if live not in (None, "long-poll", "sse"):
         raise InvalidRequestError("'live' must be 'long-poll' or 'sse'.", {"live": live})
@@ -406,7 +461,7 @@ def _wait(
     deadline = time.monotonic() + timeout_s
     while True:
         latest = channels.store.get_channel(meta.name)
-        if latest is None or latest.epoch != meta.epoch:
+        if latest is None or latest.epoch != meta.epoch or latest.deleted:
             raise NotFoundError(f"Stream {meta.name!r} was deleted.", {"channel": meta.name})
         if latest.head > after or latest.closed:
             return _read_batch(channels, latest, after)
@@ -451,7 +506,8 @@ def _sse(
         events.append(_control_event(batch, cursor))
     headers = {
         "Content-Type": "text/event-stream",
-        "Cache-Control": NO_STORE,
+        # As the protocol's SSE responses: never served from a cache without revalidation.
+        "Cache-Control": "no-cache",
     }
     if not text:
         headers["Stream-SSE-Data-Encoding"] = "base64"
@@ -521,7 +577,9 @@ def _lifetime(
             ) from None
         if when.tzinfo is None:
             raise InvalidRequestError("Stream-Expires-At needs a time zone (e.g. 'Z').")
-        return None, -(-int(when.timestamp() * 1000) // 1000)
+        # Truncated to the second (DynamoDB's TTL granularity): the stream is gone no later
+        # than asked (a TTL rounds up instead: it lives at least that long).
+        return None, math.floor(when.timestamp())
     return None, None
 
 
