@@ -186,7 +186,8 @@ def create(request: Request, channel: str) -> Response:
         channel, content_type=content_type, expires_at=expires_at, ttl_s=ttl_s
     )
     if not created and (
-        meta.content_type != content_type
+        meta.fork is not None  # a fork is re-created only with its fork headers
+        or meta.content_type != content_type
         or meta.ttl_s != ttl_s
         or (ttl_s is None and meta.expires_at != expires_at)
         or (close and not meta.closed)

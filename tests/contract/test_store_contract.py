@@ -309,3 +309,98 @@ def test_extend_expiry_only_moves_later(store: Any) -> None:
     store.extend_expiry(meta(), 2_000_000_100)
     store.extend_expiry(meta(), 2_000_000_050)
     assert store.get_channel("runs:1").expires_at == 2_000_000_100
+
+
+# -- Forks: create_fork, soft delete, release_fork (core/forks.py) ---------------------------
+
+FORK_EPOCH = "019ad0392f80b000"
+
+
+def _fork_meta(name: str = "f:1", source: str = "runs:1", at: int = 1, head: int | None = None,
+               epoch: str = FORK_EPOCH, source_epoch: str = EPOCH) -> ChannelMeta:
+    from chalicelib.core.forks import Ancestor, ForkOrigin
+
+    origin = ForkOrigin(source, source_epoch, at, 0, (Ancestor(source, source_epoch, at),))
+    return meta(name=name, epoch=epoch, head=at if head is None else head, fork=origin)
+
+
+def _stored(name: str, epoch: str, seq: int, body: bytes) -> Any:
+    from chalicelib.core.messages import StoredMessage
+
+    return StoredMessage(name, epoch, seq, body, TS, 9_999_999_999)
+
+
+def test_create_fork_records_it_in_the_source_and_round_trips_its_origin(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+
+    store.create_channel(meta())
+    store.append(meta(), [NewMessage(b"ab")], TS, 9_999_999_999)
+    fork = _fork_meta(head=2)
+    prefix = _stored("f:1", FORK_EPOCH, 2, b"par")
+    assert store.create_fork(fork, prefix) == fork
+    assert store.get_channel("f:1") == fork
+    assert store.get_channel("runs:1").forks == {fork_member("f:1", FORK_EPOCH)}
+    # The partial entry is the fork's own seq 2; seq 1 stays in the source's log.
+    assert [m.body for m in store.read("f:1", FORK_EPOCH, 0, 10)] == [b"par"]
+    assert [m.body for m in store.read("runs:1", EPOCH, 0, 10)] == [b"ab"]
+
+
+def test_create_fork_refuses_a_taken_name_or_a_changed_source(store: Any) -> None:
+    from chalicelib.ports import ForkSourceChangedError
+
+    store.create_channel(meta())
+    store.create_channel(meta(name="f:1", epoch="019ad0392f80c000"))
+    with pytest.raises(ChannelExistsError):
+        store.create_fork(_fork_meta())
+    with pytest.raises(ForkSourceChangedError):  # the source is in another epoch now
+        store.create_fork(_fork_meta(name="f:2", source_epoch="019ad0392f80ffff"))
+    with pytest.raises(ForkSourceChangedError):  # no such source
+        store.create_fork(_fork_meta(name="f:3", source="runs:none"))
+    assert store.get_channel("f:2") is None and store.get_channel("f:3") is None
+    assert store.get_channel("runs:1").forks == frozenset()
+
+
+def test_a_source_with_forks_is_soft_deleted_refuses_appends_and_new_forks(store: Any) -> None:
+    from chalicelib.ports import ForkSourceChangedError
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(at=0))
+    deletion = store.delete_channel(meta())
+    assert deletion is not None and deletion.soft
+    kept = store.get_channel("runs:1")
+    assert kept.deleted and kept.epoch == EPOCH
+    with pytest.raises(AppendConflictError):
+        store.append(meta(), [NewMessage(b"late")], TS, 9_999_999_999)
+    with pytest.raises(ForkSourceChangedError):
+        store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
+
+
+def test_releasing_the_last_fork_collects_a_soft_deleted_source(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(at=0))
+    store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
+    store.delete_channel(meta())
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
+    assert store.get_channel("runs:1").deleted
+    collected = store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000"))
+    assert collected is not None and collected.name == "runs:1" and collected.deleted
+    assert store.get_channel("runs:1") is None
+    # Releasing from a channel that is gone, or in another epoch, is a no-op.
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000")) is None
+
+
+def test_release_keeps_a_live_source_and_purge_ignores_forks(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(at=0))
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
+    live = store.get_channel("runs:1")
+    assert not live.deleted and live.forks == frozenset()
+    store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
+    deletion = store.delete_channel(meta(), purge=True)
+    assert deletion is not None and not deletion.soft
+    assert store.get_channel("runs:1") is None
+    assert store.delete_channel(meta()) is None
