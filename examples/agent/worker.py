@@ -30,7 +30,6 @@ from typing import Any
 
 from switchboard.client import (
     BEGINNING,
-    Ack,
     AgentRun,
     Channel,
     Message,
@@ -109,25 +108,6 @@ class RunLog:
         return state
 
 
-class _ContinueAt:
-    """A channel as seen by ``stream_text`` when a stream continues at character ``start``.
-
-    ``stream_text`` numbers a stream from 0; after a restart the answer must go on from the
-    length already in the log, with ids that say so, or it would repeat the first window.
-    """
-
-    def __init__(self, channel: Channel, start: int) -> None:
-        self.channel = channel
-        self.start = start
-
-    async def publish(self, data: dict[str, Any], id: str | None = None) -> Ack:
-        data = {**data, "start": data["start"] + self.start}
-        if "length" in data:
-            data["length"] += self.start
-            return await self.channel.publish(data, id=f"{data['stream']}:done")
-        return await self.channel.publish(data, id=f"{data['stream']}:{data['start']}")
-
-
 class Turn:
     """One run, from its log's current state to a final status."""
 
@@ -195,11 +175,10 @@ class Turn:
             if not self.interrupted:
                 await self.emit("status:writing", {"type": "status", "state": "writing",
                                                   "text": "Writing the answer"})
-            start = len(self.state.written)
-            channel = self.run.channel if start == 0 else _ContinueAt(self.run.channel, start)
+            # After a crash the answer goes on from the length already in the log.
             await stream_text(
-                channel,  # type: ignore[arg-type]  # _ContinueAt has the one method used
-                self._chunks(prompt), stream=answer_stream(run_id), extra={"from": run_id},
+                self.run.channel, self._chunks(prompt), stream=answer_stream(run_id),
+                extra={"from": run_id}, start=len(self.state.written),
             )
         if self.interrupted:
             await self.emit("status:interrupted", {

@@ -51,12 +51,17 @@ async def stream_text(
     window: float = DEFAULT_WINDOW,
     extra: dict[str, Any] | None = None,
     max_chars: int = MAX_CHARS,
+    start: int = 0,
 ) -> StreamResult:
     """Publish an async iterator of text chunks coalesced into one message per ``window``.
 
     At 100 tokens/s and the default 40 ms window that is at most 25 writes/s; each publish
     waits for its ack, so order is preserved and a slow server only makes windows fuller.
     ``extra`` is merged into every message (e.g. ``{"from": run_id}``).
+
+    Ids are ``{stream}:{character offset}``. A producer restarted after a crash passes
+    ``start`` = the length of the text already in the log and only the rest of the chunks:
+    its messages then continue the stream instead of colliding with the first window's id.
 
     Examples:
         >>> result = await stream_text(ch, llm_tokens(), stream="run-7:answer")  # doctest: +SKIP
@@ -77,7 +82,7 @@ async def stream_text(
     base = dict(extra or {})
     reader = asyncio.create_task(pump())
     text: list[str] = []
-    offset = 0
+    offset = start
     messages = 0
     count = 0
     try:

@@ -90,3 +90,23 @@ async def test_agent_streams_and_receives_instructions_on_one_socket(
     # The agent's client used one socket for its subscription and its publishes.
     await wait_for(lambda: fake.connections == 2)
     assert agent_client.connection_stats.connects == 1
+
+
+async def test_a_producer_restarted_mid_stream_continues_with_start(
+    make_client: Make, fake: FakeSwitchboard
+) -> None:
+    ch = make_client().channel("runs:tok3")
+    words = [f"w{i} " for i in range(40)]
+    # What a producer that died after 15 words left in the log: tokens, no done marker.
+    prefix = "".join(words[:15])
+    await ch.publish({"type": "token", "stream": "s3", "start": 0, "text": prefix}, id="s3:0")
+
+    async def rest() -> AsyncIterator[str]:
+        for word in words[15:]:
+            yield word
+            await asyncio.sleep(0.002)
+
+    resumed = await stream_text(ch, rest(), stream="s3", window=0.01, start=len(prefix))
+    assert resumed.text == "".join(words[15:])
+    text = "".join([d async for d in read_text(ch, stream="s3")])
+    assert text == "".join(words)
