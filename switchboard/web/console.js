@@ -379,7 +379,9 @@ async function sendControl(data, id) {
 
 // -- the channel inspector ------------------------------------------------------------------------
 
-const inspector = { name: null, sub: null, epoch: null, first: null, last: 0, live: 0 };
+// `opened` counts openings: work started for an earlier opening (even of the same channel)
+// must not touch the list once a newer one began.
+const inspector = { name: null, sub: null, epoch: null, first: null, last: 0, live: 0, opened: 0 };
 
 function formatTime(ts) {
   if (!ts) return "";
@@ -418,7 +420,9 @@ async function openChannel(name) {
     return;
   }
   inspector.sub?.close();
-  Object.assign(inspector, { name, sub: null, epoch: null, first: null, last: 0, live: 0 });
+  Object.assign(inspector, { name, sub: null, epoch: null, first: null, last: 0, live: 0,
+                             opened: inspector.opened + 1 });
+  const opening = inspector.opened;
   $("inspect-channel").value = name;
   $("inspect-list").replaceChildren();
   $("inspect-older").hidden = true;
@@ -427,10 +431,12 @@ async function openChannel(name) {
   let from = "-1";
   try {
     const info = await channel.info();
+    if (inspector.opened !== opening) return;
     inspector.epoch = info.epoch;
     setHead(info.head, info.message_count);
     if (info.head_seq > 0) from = offsetAt(info.epoch, info.head_seq - PAGE);
   } catch (error) {
+    if (inspector.opened !== opening) return;
     if (error instanceof SwitchboardError && error.code === "not_found") {
       setHead(null, 0);
       $("inspect-head").textContent = "no such channel yet";
@@ -443,13 +449,14 @@ async function openChannel(name) {
     return;
   }
   await loadPage(channel, from, false);
+  if (inspector.opened !== opening) return;
   followLive(channel, inspector.last ? offsetAt(inspector.epoch, inspector.last) : "now");
   const scroll = $("inspect-scroll");
   scroll.scrollTop = scroll.scrollHeight;
 }
 
 async function loadPage(channel, from, older) {
-  const name = inspector.name;
+  const opening = inspector.opened;
   let page;
   try {
     page = await channel.history({ from, limit: PAGE });
@@ -461,7 +468,7 @@ async function loadPage(channel, from, older) {
       return;
     }
   }
-  if (inspector.name !== name) return; // another channel was opened meanwhile
+  if (inspector.opened !== opening) return; // the inspector was opened again meanwhile
   const messages = older ? page.messages.filter((m) => m.seq < inspector.first) : page.messages;
   const rows = messages.map(messageRow);
   if (older) $("inspect-list").prepend(...rows);
@@ -477,11 +484,11 @@ async function loadPage(channel, from, older) {
 }
 
 function followLive(channel, from) {
-  const name = inspector.name;
+  const opening = inspector.opened;
   inspector.sub = channel.subscribe({
     from,
     onMessage: (m) => {
-      if (inspector.name !== name || m.seq <= inspector.last) return;
+      if (inspector.opened !== opening || m.seq <= inspector.last) return;
       const scroll = $("inspect-scroll");
       const atBottom = scroll.scrollHeight - scroll.scrollTop - scroll.clientHeight < 40;
       $("inspect-list").append(messageRow(m));
