@@ -234,18 +234,20 @@ class ChannelService:
         """Answer for a soft-deleted channel: 410, or 404 once no fork holds it any more.
 
         Forks that expired (or were removed without releasing it) are pruned here, so an
-        expiring fork releases its source too."""
+        expiring fork releases its source too. One live fork is enough to hold it: the check
+        stops there (one GetItem per dead fork, plus one)."""
         now_s = self._now_s()
         for member in sorted(meta.forks):
             fork_name, fork_epoch = parse_member(member)
             fork = self.store.get_channel(fork_name)
-            if fork is None or fork.epoch != fork_epoch or fork.is_expired(now_s):
-                collected = self.store.release_fork(meta.name, meta.epoch, member)
-                if collected is not None:
-                    self._release(collected)
-                    raise NotFoundError(
-                        f"Channel {meta.name!r} does not exist.", {"channel": meta.name}
-                    )
+            if fork is not None and fork.epoch == fork_epoch and not fork.is_expired(now_s):
+                break
+            collected = self.store.release_fork(meta.name, meta.epoch, member)
+            if collected is not None:
+                self._release(collected)
+                raise NotFoundError(
+                    f"Channel {meta.name!r} does not exist.", {"channel": meta.name}
+                )
         raise GoneError(
             f"Stream {meta.name!r} was deleted; forks of it still exist, so the name is "
             "reserved until they are deleted.",
