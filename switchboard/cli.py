@@ -76,7 +76,7 @@ def add_commands(commands: Any) -> None:
     common.add_argument(
         "--token",
         default=os.environ.get("SWITCHBOARD_TOKEN"),
-        help="credential sent with every request (env SWITCHBOARD_TOKEN)",
+        help="a token, or an API key '<key id>:<secret>' (env SWITCHBOARD_TOKEN)",
     )
 
     p = commands.add_parser("publish", parents=[common], help="publish one message")
@@ -136,8 +136,13 @@ def run_client(args: argparse.Namespace) -> int:
     async def main() -> None:
         # A CLI should fail fast when the server is down, not retry for a minute.
         options = Options(publish_deadline=15.0, http_attempts=3)
+        # An API key (id:secret, not a JWT) never goes in a WebSocket URL: the client mints
+        # itself tokens with it instead.
+        token = args.token
+        is_key = token is not None and ":" in token and token.count(".") != 2
         async with Switchboard(
-            args.url, args.token, ws_url=args.ws_url, options=options
+            args.url, None if is_key else token, api_key=token if is_key else None,
+            client_id="cli", ws_url=args.ws_url, options=options,
         ) as client:
             await handler(client, args)
 

@@ -143,3 +143,21 @@ def test_schemathesis_finds_no_server_error_and_nothing_stored_changes(
     after = httpx.get(f"{server.http}/v1/channels/canary:keep/messages", headers=key).json()
     assert after == before
     assert httpx.get(f"{server.http}/v1/health").status_code == 200
+
+
+def test_the_cli_takes_an_api_key_or_a_token(server: DevServerProcess) -> None:
+    cli = str(Path(sys.executable).with_name("switchboard"))
+
+    def run(credential: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *args, "--url", server.http, "--token", credential],
+                              capture_output=True, text=True, timeout=60)
+
+    key = server.api_key or ""
+    assert run(key, "publish", "e2e:cli", '{"n": 1}').returncode == 0
+    tailed = run(key, "tail", "e2e:cli", "--from", "-1", "--count", "1", "--json")
+    assert tailed.returncode == 0 and json.loads(tailed.stdout)["publisher"] == "cli"
+    token = issue(server, {"e2e:cli": ["history"]})
+    assert json.loads(run(token, "history", "e2e:cli").stdout)["data"] == {"n": 1}
+    refused = run(token, "publish", "e2e:cli", "1")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "forbidden" in refused.stderr and token not in refused.stderr
