@@ -5,7 +5,7 @@ package.json / package-lock.json next to this file); ``conformance.test.ts`` han
 server's URL and vitest runs it. This test starts ``switchboard dev --port 0`` (REST, WebSocket
 and emulated DynamoDB on one port), runs the suite, and fails if any non-skipped test fails.
 
-Install the suite once with ``npm ci --prefix tests/conformance`` (.ci/run does).
+Install the suite once with ``npm install --prefix tests/conformance`` (.ci/run does).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def test_durable_streams_conformance_suite(dev_url: str, tmp_path: Path) -> None
     if not SUITE.is_dir():
         pytest.fail(
             "The Durable Streams conformance suite is not installed. Run "
-            "`npm ci --prefix tests/conformance` (needs node >= 20), then run the tests again."
+            "`npm install --prefix tests/conformance` (needs node >= 20), then run the tests again."
         )
     npx = shutil.which("npx")
     if npx is None:
