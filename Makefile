@@ -24,6 +24,7 @@ dev: venv
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy chalicelib switchboard app.py
 	$(BIN)/python -m pytest
 
 lint: venv

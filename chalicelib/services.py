@@ -419,6 +419,7 @@ class ChannelService:
         producer: ProducerRequest | None = None,
         stream_seq: str | None = None,
         close: bool = False,
+        publisher: str | None = None,
     ) -> StreamAppend:
         """Append with the Durable Streams rules: idempotent producers, ``Stream-Seq``,
         closing, sliding TTL.
@@ -430,6 +431,8 @@ class ChannelService:
         """
         for message in messages:
             check_size(len(message.body), self.settings.max_message_bytes)
+        if publisher is not None:
+            messages = [replace(m, publisher=publisher) for m in messages]
         guarded = producer is not None or stream_seq is not None or close
         fits = len(messages) + 2 <= _TRANSACTION_ITEMS and (
             sum(len(m.body) for m in messages) <= _TRANSACTION_BYTES

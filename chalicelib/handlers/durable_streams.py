@@ -140,11 +140,14 @@ def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Respons
 @stream_errors
 def dispatch(request: Request, channel: str) -> Response:
     method = request.method.upper()
-    http_principal(request, validate_channel(channel), _OPERATIONS.get(method, ADMIN))
+    # Appends are stamped with who authenticated; nothing in the request can say otherwise.
+    publisher = http_principal(
+        request, validate_channel(channel), _OPERATIONS.get(method, ADMIN)
+    ).publisher
     if method == "PUT":
-        return create(request, channel)
+        return create(request, channel, publisher)
     if method == "POST":
-        return append(request, channel)
+        return append(request, channel, publisher)
     if method in ("GET", "HEAD"):
         return read(request, channel, head_only=method == "HEAD")
     if method == "DELETE":
@@ -161,7 +164,7 @@ _OPERATIONS = {"GET": HISTORY, "HEAD": HISTORY, "POST": PUBLISH, "PUT": ADMIN, "
 # -- create ---------------------------------------------------------------------------------
 
 
-def create(request: Request, channel: str) -> Response:
+def create(request: Request, channel: str, publisher: str | None = None) -> Response:
     headers = request.headers
     close = _flag(headers.get("stream-closed"), "Stream-Closed")
     channels = _channels()
@@ -180,7 +183,7 @@ def create(request: Request, channel: str) -> Response:
         meta, created = _fork(request, channel, forked_from, ttl_s, expires_at)
         if not created and close and not meta.closed:
             raise ConflictError(f"Stream {channel!r} exists and is open.", {"channel": channel})
-        return _created(request, channels, channel, meta, created, close)
+        return _created(request, channels, channel, meta, created, close, publisher)
     content_type = media_type(headers.get("content-type")) or OCTET_STREAM
     meta, created = channels.create(
         channel, content_type=content_type, expires_at=expires_at, ttl_s=ttl_s
@@ -198,7 +201,7 @@ def create(request: Request, channel: str) -> Response:
             f"expires at {meta.expires_at}).",
             {"content_type": meta.content_type},
         )
-    return _created(request, channels, channel, meta, created, close)
+    return _created(request, channels, channel, meta, created, close, publisher)
 
 
 def _fork(
@@ -229,12 +232,15 @@ def _created(
     meta: ChannelMeta,
     created: bool,
     close: bool,
+    publisher: str | None = None,
 ) -> Response:
     raw = _raw_body(request)
     if created and (raw or close):
         bodies = _bodies(channels, meta, raw, allow_empty_array=True)
         if bodies or close:
-            meta = channels.append_stream(channel, bodies, meta.content_type, close=close).meta
+            meta = channels.append_stream(
+                channel, bodies, meta.content_type, close=close, publisher=publisher
+            ).meta
     response_headers = {
         "Content-Type": meta.content_type,
         "Stream-Next-Offset": meta.head_offset,
@@ -271,7 +277,7 @@ def _absolute_url(request: Request, channel: str) -> str:
 # -- append ---------------------------------------------------------------------------------
 
 
-def append(request: Request, channel: str) -> Response:
+def append(request: Request, channel: str, publisher: str | None = None) -> Response:
     headers = request.headers
     close = _flag(headers.get("stream-closed"), "Stream-Closed")
     producer = parse_producer(
@@ -307,6 +313,7 @@ def append(request: Request, channel: str) -> Response:
         producer=producer,
         stream_seq=stream_seq,
         close=close,
+        publisher=publisher,
     )
     return _append_response(outcome, producer)
 

@@ -293,3 +293,15 @@ def test_errors_never_echo_credentials(h: Harness) -> None:
     secret_token = sign(claims(h), secret="x" * 43)
     response = http_call(h, "publish", secret_token)
     assert secret_token.encode() not in response.body and b"x" * 20 not in response.body
+
+
+def test_durable_streams_appends_carry_the_authenticated_publisher(h: Harness) -> None:
+    token = sign(claims(h, sub="ds-writer"))
+    appended = h.client.http.post(f"/v1/stream/{CHANNEL}", body='{"via":"ds"}',
+                                  headers={"content-type": "application/json",
+                                           "authorization": f"Bearer {token}"})
+    assert appended.status_code in (200, 204), appended.body
+    history = json.loads(h.client.http.get(
+        f"/v1/channels/{CHANNEL}/messages", headers={"authorization": f"Bearer {token}"}).body)
+    assert history["messages"][-1]["publisher"] == "ds-writer"
+    assert history["messages"][-1]["data"] == {"via": "ds"}
