@@ -61,6 +61,44 @@ _STREAM_RESPONSES = {
 }
 
 
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+_WRITE_HEADERS = [
+    _header("Stream-Closed", "'true' closes the stream (after this request's data)."),
+    _header("Stream-Seq", "Writer sequence: byte-wise increasing per stream, else 409."),
+]
+_STREAM_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "get": [
+        _query("offset", "-1 (default), now, or an offset from Stream-Next-Offset."),
+        _query("live", "long-poll or sse."),
+        _query("cursor", "Echo of Stream-Cursor (long-poll)."),
+        _header("If-None-Match", "An ETag from an earlier read: 304 when unchanged."),
+    ],
+    "put": [
+        _header("Stream-TTL", "Lifetime in seconds (a non-negative integer)."),
+        _header("Stream-Expires-At", "Absolute expiry, RFC 3339 (not with Stream-TTL)."),
+        _header("Stream-Forked-From", "Create this stream as a fork of that stream's URL."),
+        _header("Stream-Fork-Offset", "Where the fork branches (an offset of the source)."),
+        _header("Stream-Fork-Sub-Offset", "Messages (JSON) or bytes past Stream-Fork-Offset."),
+        *_WRITE_HEADERS[:1],
+    ],
+    "post": [
+        *_WRITE_HEADERS,
+        _header("Producer-Id", "Idempotent producer id (with Producer-Epoch and -Seq)."),
+        _header("Producer-Epoch", "Producer epoch, a non-negative integer."),
+        _header("Producer-Seq", "Per-request sequence within the epoch."),
+    ],
+}
+
+
 def document() -> dict[str, Any]:
     message = {
         "type": "object",
@@ -176,6 +214,7 @@ def document() -> dict[str, Any]:
                 "parameters": [_CHANNEL],
                 "description": "The Durable Streams protocol: docs/durable-streams.md.",
                 **{method: {"operationId": f"stream{method.title()}",
+                            "parameters": _STREAM_PARAMETERS.get(method, []),
                             "responses": _STREAM_RESPONSES}
                    for method in ("get", "head", "put", "post", "delete")},
             },
