@@ -348,20 +348,25 @@ class ChannelService:
         return still
 
     def _next_chunk(self, messages: Sequence[NewMessage], pending: list[int]) -> list[int]:
-        """As many pending messages as fit in one transaction, stopping before a repeated id
-        (its first occurrence must be stored before the repeat can be recognised)."""
+        """As many pending messages as fit in one transaction (100 items, 4 MB), stopping
+        before a repeated id (its first occurrence must be stored before the repeat can be
+        recognised)."""
         chunk: list[int] = []
-        items = 1
+        items, size = 1, 0
         seen: set[str] = set()
         for i in pending:
             msg_id = messages[i].id
             cost = 2 if msg_id else 1
-            if items + cost > _TRANSACTION_ITEMS or (msg_id is not None and msg_id in seen):
+            full = items + cost > _TRANSACTION_ITEMS or (
+                chunk and size + len(messages[i].body) > _TRANSACTION_BYTES
+            )
+            if full or (msg_id is not None and msg_id in seen):
                 break
             if msg_id is not None:
                 seen.add(msg_id)
             chunk.append(i)
             items += cost
+            size += len(messages[i].body)
         return chunk
 
     def _backoff(self, attempt: int) -> float:
@@ -765,12 +770,12 @@ class FanoutService:
         for record_id, message in records:
             by_channel[message.channel].append((record_id, message))
         deliveries: dict[str, _Delivery] = {}
-        stale: list[Subscription] = []
+        stale: list[tuple[Subscription, str]] = []  # (subscription, the channel's new epoch)
         for channel, items in by_channel.items():
             for sub in self.subscriptions.subscribers(channel):
                 newest_epoch = items[-1][1].epoch
                 if sub.state is SubscriptionState.LIVE and sub.epoch != newest_epoch:
-                    stale.append(sub)
+                    stale.append((sub, newest_epoch))
                     continue
                 for record_id, message in items:
                     if sub.wants(message.epoch, message.seq):
@@ -779,8 +784,8 @@ class FanoutService:
                         )
                         delivery.frames.append((record_id, frames.message_frame(message)))
         report = FanoutReport()
-        for sub in stale:
-            self._end_stale(sub, report)
+        for sub, epoch in stale:
+            self._end_stale(sub, epoch, report)
         if deliveries:
             for delivery, outcome in zip(
                 deliveries.values(), self._map(self._deliver, list(deliveries.values())),
@@ -835,13 +840,13 @@ class FanoutService:
                 base = self.settings.send_backoff_ms / 1000 * 2 ** (attempt - 1)
                 self.clock.sleep(self.rng.uniform(base / 2, base))
 
-    def _end_stale(self, sub: Subscription, report: FanoutReport) -> None:
+    def _end_stale(self, sub: Subscription, epoch: str, report: FanoutReport) -> None:
         """A subscriber of a deleted-and-recreated channel is told so, once, and dropped."""
         frame = frames.error_frame(
             EpochMismatchError(
                 f"Channel {sub.channel!r} was deleted and created again; subscribe from '-1' "
                 "to follow the new log.",
-                {"epoch": None},
+                {"epoch": epoch, "earliest": encode(epoch, 0)},
             ),
             None,
             sub.channel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,21 @@ def test_server_failures_are_500_without_internals(harness: Harness) -> None:
     response = harness.client.http.get("/v1/channels/runs:1")
     assert response.status_code == 500
     assert body(response)["error"]["code"] == "internal" and b"hunter2" not in response.body
+
+
+
+def test_large_batches_are_split_into_transactions_under_4_mb(harness: Harness) -> None:
+    from chalicelib.core.messages import NewMessage
+
+    sizes: list[int] = []
+    append = harness.store.append
+
+    def recording(meta: Any, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(sum(len(m.body) for m in messages))
+        return append(meta, messages, *args, **kwargs)
+
+    harness.store.append = recording  # type: ignore[method-assign]
+    big = NewMessage(b'"' + b"x" * 60_000 + b'"')
+    results = harness.services.channels.publish("runs:big", [big] * 98)
+    assert [r.seq for r in results] == list(range(1, 99))
+    assert len(sizes) > 1 and max(sizes) <= 3_500_000

@@ -214,6 +214,7 @@ def test_live_subscribers_of_a_recreated_channel_are_told_and_dropped(harness: H
     (error,) = harness.take("c1")
     assert error["type"] == "error" and error["code"] == "epoch_mismatch"
     assert error["channel"] == "runs:1"
+    assert error["detail"]["epoch"] == harness.store.get_channel("runs:1").epoch
     assert harness.store.subscribers("runs:1") == []
 
 
