@@ -684,9 +684,20 @@ class SessionService:
         self._replay(ctx, sub, meta, after)
 
     def _replay(self, ctx: WsContext, sub: Subscription, meta: ChannelMeta, after: int) -> None:
+        """Send everything up to the head, then switch to live only if the head is still
+        where the replay ended; otherwise send the rest and try again.
+
+        The head is re-read right before each switch and anything new is sent first, so the
+        window in which a concurrent publish can make the switch fail is one read and one
+        transaction, not the time the posts took: a channel streaming tokens does not keep a
+        subscriber replaying. Bounded by attempts and by time, for a channel written faster
+        than a subscriber can be caught up.
+        """
         cursor = after
         replayed = 0
-        for _ in range(self.settings.replay_catchup_rounds):
+        attempts = 0
+        deadline = self.clock.now_ms() + self.settings.replay_catchup_s * 1000
+        while True:
             while cursor < meta.head:
                 page = self.channels.read_after(
                     meta, cursor, self.settings.replay_page, until_seq=meta.head
@@ -698,21 +709,25 @@ class SessionService:
                     self._send(ctx, frames.message_frame(message))
                 cursor = page[-1].seq
                 replayed += len(page)
-            outcome = self.subscriptions.go_live(sub, meta.head)
-            if outcome is GoLive.LIVE:
-                self.metrics.count("MessagesReplayed", replayed)
-                return
             latest = self.channels.store.get_channel(meta.name)
-            if outcome is GoLive.GONE or latest is None or latest.epoch != meta.epoch:
-                self.metrics.count("MessagesReplayed", replayed)
-                return
+            if latest is None or latest.epoch != meta.epoch:
+                break  # deleted meanwhile: live subscribers of the new life are told so
             meta = latest
-        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
-        raise UnavailableError(
-            f"Channel {sub.channel!r} is publishing faster than this subscription can catch "
-            "up; subscribe again from your last offset.",
-            {"channel": sub.channel, "offset": encode(meta.epoch, cursor)},
-        )
+            if meta.head == cursor:
+                attempts += 1
+                if self.subscriptions.go_live(sub, cursor) is not GoLive.HEAD_MOVED:
+                    break
+            if (
+                attempts >= self.settings.replay_catchup_rounds
+                or self.clock.now_ms() > deadline
+            ):
+                self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+                raise UnavailableError(
+                    f"Channel {sub.channel!r} is publishing faster than this subscription can "
+                    "catch up; subscribe again from your last offset.",
+                    {"channel": sub.channel, "offset": encode(meta.epoch, cursor)},
+                )
+        self.metrics.count("MessagesReplayed", replayed)
 
     def _send(self, ctx: WsContext, data: str) -> None:
         self.sender.send(ctx.endpoint, ctx.connection_id, data)

@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     # How long a caught-up SSE request waits for new data before it closes (the client
     # reconnects from the last control event).
     sse_hold_s: float = Field(1.0, ge=0, le=25)
-    # How many times a subscribe re-reads to catch up with a moving head before going live.
-    replay_catchup_rounds: int = Field(20, ge=1)
+    # How many times a subscribe may try to go live while the head keeps moving, and for how
+    # long it may keep catching up, before it gives up with `unavailable`.
+    replay_catchup_rounds: int = Field(50, ge=1)
+    replay_catchup_s: float = Field(20.0, gt=0, le=600)
 
     # -- authentication (docs/auth.md) --
     # Off only for local hacking (`switchboard dev --no-auth`); on everywhere else.

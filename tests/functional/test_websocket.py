@@ -246,3 +246,36 @@ def test_an_unexpected_failure_is_an_internal_error_frame_without_details(
     (error,) = harness.take("c1")
     assert error["code"] == "internal" and error["ref"] == "p"
     assert "secret" not in error["message"]
+
+
+class BusyStore(MemoryStore):
+    """A publisher that lands a message every time the subscriber looks at the head, for a
+    while: more often than a fixed number of catch-up rounds would allow."""
+
+    def __init__(self, races: int) -> None:
+        super().__init__()
+        self.races = races
+        self.armed = False
+
+    def get_channel(self, name: str) -> Any:
+        meta = super().get_channel(name)
+        if self.armed and self.races and meta is not None:
+            self.races -= 1
+            self.append(meta, [NewMessage(b'"busy"')], 0, 2**40)
+        return meta
+
+
+def test_a_subscriber_catches_up_with_a_channel_that_keeps_publishing() -> None:
+    busy = BusyStore(races=60)
+    h = make_harness(store=busy)
+    with h.client:
+        publish_rest(h, "runs:1", "a")
+        h.connect("c1")
+        busy.armed = True
+        h.send("c1", action="subscribe", channel="runs:1", **{"from": "-1"})
+        busy.armed = False
+        frames = h.take("c1")
+        assert frames[0]["type"] == "subscribed"
+        assert all(f["type"] == "message" for f in frames[1:]), frames[-1]
+        assert seqs(frames) == list(range(1, h.store.get_channel("runs:1").head + 1))
+        assert h.store.subscribers("runs:1")[0].state is SubscriptionState.LIVE
