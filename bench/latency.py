@@ -42,7 +42,9 @@ def start_server(poll_ms: int) -> tuple[subprocess.Popen[str], str]:
     script = Path(sys.executable).with_name("switchboard")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "switchboard.cli"]
     process = subprocess.Popen(
-        [*command, "dev", "--port", "0", "--stream-poll-ms", str(poll_ms)],
+        # Transport only: no auth, no example agent competing for the CPU.
+        [*command, "dev", "--port", "0", "--stream-poll-ms", str(poll_ms), "--no-auth",
+         "--no-agent"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert process.stdout is not None
