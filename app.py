@@ -45,6 +45,7 @@ STREAM_CORS = CORSConfig(
     allow_headers=[
         "Content-Type", "Authorization", "If-None-Match", "Stream-Seq", "Stream-TTL",
         "Stream-Expires-At", "Stream-Closed", "Producer-Id", "Producer-Epoch", "Producer-Seq",
+        "Stream-Forked-From", "Stream-Fork-Offset", "Stream-Fork-Sub-Offset",
     ],
     expose_headers=[
         "Stream-Next-Offset", "Stream-Cursor", "Stream-Up-To-Date", "Stream-Closed",
