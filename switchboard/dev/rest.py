@@ -17,7 +17,7 @@ from typing import Any
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import LocalChalice, LocalGateway, LocalGatewayException
+from chalice.local import LocalGateway, LocalGatewayException
 
 from .events import API_ID, STAGE, LambdaContext
 
@@ -78,19 +78,6 @@ class DevRestGateway(LocalGateway):
                 event["body"] = base64.b64encode(body).decode("ascii")
                 event["isBase64Encoded"] = True
         return event
-
-
-def make_thread_safe(app: Chalice) -> None:
-    """Give the app a per-thread ``current_request``, as ``chalice local`` does.
-
-    Chalice stores the request on the app object; with requests served concurrently from
-    threads, one request would otherwise read another's. Lambda never shares an app object
-    between concurrent invocations, so this changes nothing for the handlers.
-    """
-    if isinstance(app, LocalChalice):
-        return
-    local_class = type("DevLocalChalice", (LocalChalice, app.__class__), {})
-    app.__class__ = local_class
 
 
 def _gateway_body(raw: bytes | None) -> bytes:

@@ -193,7 +193,6 @@ class DevServer:
         get_settings.cache_clear()
         stream_arn = self._create_tables()
         chalice_module = _load_app()
-        rest.make_thread_safe(chalice_module.app)
         self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
         self.gateway = Gateway(
             rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}"),

@@ -9,7 +9,6 @@ message exactly once, in order, and the token text intact.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
 import uuid
@@ -21,25 +20,14 @@ import pytest
 
 from switchboard.client import Switchboard, stream_text
 from switchboard.client.sync import Switchboard as SyncSwitchboard
+from tests.browser.chromium import launch, require_chromium
 from tests.sdk.devserver import DevServer, run_dev_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGE = Path(__file__).with_name("client_page.html")
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    # The test page is served by request interception, which Chromium counts as a public
-    # origin; its Local Network Access checks would then block the loopback WebSocket.
-    "--disable-features=LocalNetworkAccessChecks",
-]
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "chromium is not installed (apt-get install chromium; .ci/run does it)",
-        allow_module_level=True,
-    )
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +42,13 @@ def page(dev_server: DevServer) -> Iterator[Any]:
 
     html = PAGE.read_text()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(
+            pw,
+            # The test page is served by request interception, which Chromium counts as a
+            # public origin; its Local Network Access checks would then block the loopback
+            # WebSocket.
+            "--disable-features=LocalNetworkAccessChecks",
+        )
         try:
             tab = browser.new_page()
             tab.route(f"{dev_server.url}/test/page*", lambda route: route.fulfill(

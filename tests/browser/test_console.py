@@ -10,34 +10,24 @@ Screenshots of the main states land in test-artifacts/screenshots/ (named in the
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from examples.agent.models import Steer, full_text
 from switchboard.client.sync import Switchboard
+from tests.browser.chromium import launch, require_chromium
 from tests.examples.devstack import ROOT, Stack, dev_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 SPEED = "1.5"
 TIMEOUT_MS = 30_000
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "chromium is not installed (apt-get install chromium; .ci/run does it)",
-        allow_module_level=True,
-    )
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        chromium = launch(pw)
         try:
             yield chromium
         finally:
