@@ -56,7 +56,7 @@ def invocation(event: Any, get_response: Any) -> Any:
     # event-source events (WebSocket, DynamoDB stream) carry it as .context.
     is_rest = isinstance(event, Request)
     context = getattr(event, "lambda_context" if is_rest else "context", None)
-    return observed(get_response, event, context)
+    return observed(get_response, event, context, rest=is_rest)
 
 
 @app.route("/v1/health", methods=["GET"])

@@ -24,6 +24,7 @@ from ..core.producers import ProducerRequest, parse_producer
 from ..observability import logger
 from ..services.appends import AppendOutcome, StreamClosedError
 from ..services.streams import AppendStream, CreateStream, StreamService
+from . import invocation
 from .http import error_response
 from .principals import http_principal
 
@@ -130,7 +131,8 @@ def create(request: Request, channel: str, publisher: str | None = None) -> Resp
             fork_offset=headers.get("stream-fork-offset"),
             fork_sub_offset=headers.get("stream-fork-sub-offset"),
             publisher=publisher,
-        )
+        ),
+        invocation.deadline_ms(streams.clock),
     )
     response_headers = {
         "Content-Type": meta.content_type,
@@ -170,7 +172,8 @@ def append(request: Request, channel: str, publisher: str | None = None) -> Resp
     producer = parse_producer(
         headers.get("producer-id"), headers.get("producer-epoch"), headers.get("producer-seq")
     )
-    outcome = _streams().append(
+    streams = _streams()
+    outcome = streams.append(
         AppendStream(
             name=channel,
             body=_raw_body(request),
@@ -179,7 +182,8 @@ def append(request: Request, channel: str, publisher: str | None = None) -> Resp
             producer=producer,
             stream_seq=stream_seq,
             publisher=publisher,
-        )
+        ),
+        invocation.deadline_ms(streams.clock),
     )
     return _append_response(outcome, producer)
 
@@ -229,9 +233,12 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
     after = streams.start_read(meta, start)
     cursor = streams.cursor(params.get("cursor"))
     if live == "sse":
-        return _respond(streams.sse(meta, after, cursor), 200, protocol.sse_headers(meta))
+        deadline = invocation.deadline_ms(streams.clock)
+        return _respond(
+            streams.sse(meta, after, cursor, deadline), 200, protocol.sse_headers(meta)
+        )
     if live == "long-poll":
-        batch = streams.long_poll(meta, after)
+        batch = streams.long_poll(meta, after, invocation.deadline_ms(streams.clock))
         if batch.count == 0:
             headers = {
                 **protocol.meta_headers(batch.meta),

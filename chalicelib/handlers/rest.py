@@ -15,6 +15,7 @@ from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.names import validate_channel
 from ..core.offsets import parse_start
 from ..services.appends import AppendRequest
+from . import invocation
 from .http import handles_errors, int_param, json_response, parse_json
 from .principals import http_principal
 
@@ -130,7 +131,8 @@ def post_messages(request: Request, channel: str) -> Response:
         raise InvalidRequestError("The list of messages is empty; send at least one.")
     messages = [_new_message(svc.channels.encode, item) for item in items]
     outcome = svc.appender.append(
-        AppendRequest(channel, messages, implicit_create=True, publisher=principal.publisher)
+        AppendRequest(channel, messages, implicit_create=True, publisher=principal.publisher),
+        invocation.deadline_ms(svc.channels.clock),
     )
     results = outcome.results
     acks = [_ack(r) for r in results]

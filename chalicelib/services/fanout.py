@@ -69,7 +69,10 @@ class FanoutService:
         """``records`` are (stream record id, message) in stream order.
 
         One Query per channel finds its subscribers; each connection gets its frames in seq
-        order, and connections are served concurrently.
+        order (records of one channel are sorted by seq: a batch may interleave the records of
+        concurrent writes), and connections are served concurrently. A JOINING subscription
+        first gets what it missed between its replay and this batch, read from the log, then
+        goes LIVE (core/subscriptions.py).
         """
         by_channel: dict[str, list[tuple[str, StoredMessage]]] = defaultdict(list)
         for record_id, message in records:
@@ -77,17 +80,30 @@ class FanoutService:
         deliveries: dict[str, _Delivery] = {}
         stale: list[tuple[Subscription, str]] = []  # (subscription, the channel's new epoch)
         for channel, items in by_channel.items():
+            _sort_by_seq(items)
+            newest_epoch = items[-1][1].epoch
             for sub in self.subscriptions.subscribers(channel):
-                newest_epoch = items[-1][1].epoch
-                if sub.state is SubscriptionState.LIVE and sub.epoch != newest_epoch:
-                    stale.append((sub, newest_epoch))
+                if sub.epoch != newest_epoch:
+                    if sub.state is SubscriptionState.LIVE:
+                        stale.append((sub, newest_epoch))
                     continue
-                for record_id, message in items:
-                    if sub.wants(message.epoch, message.seq):
-                        delivery = deliveries.setdefault(
-                            sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
-                        )
-                        delivery.frames.append((record_id, frames.message_frame(message)))
+                wanted = [(r, m) for r, m in items if sub.wants(m.epoch, m.seq)]
+                if wanted and sub.state is SubscriptionState.REPLAYING:
+                    # Its replay sends these; note them so it does not go live before.
+                    if self.subscriptions.note_missed(sub, wanted[-1][1].seq):
+                        continue
+                    # It went live meanwhile: deliver from where its replay stopped.
+                    current = self.subscriptions.get_subscription(channel, sub.connection_id)
+                    if current is None or current.state is not SubscriptionState.LIVE:
+                        continue
+                    wanted = [(r, m) for r, m in items if current.wants(m.epoch, m.seq)]
+                if not wanted:
+                    continue
+                delivery = deliveries.setdefault(
+                    sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
+                )
+                for record_id, message in wanted:
+                    delivery.frames.append((record_id, frames.message_frame(message)))
         report = FanoutReport()
         for sub, epoch in stale:
             self._end_stale(sub, epoch, report)
@@ -163,3 +179,12 @@ class FanoutService:
             report.gone.add(sub.connection_id)
         except (SendThrottledError, SendFailedError):
             logger.warning("could not tell a stale subscriber", extra={"channel": sub.channel})
+
+
+def _sort_by_seq(items: list[tuple[str, StoredMessage]]) -> None:
+    """Seq order within each epoch (a batch may interleave concurrent writes' records);
+    epochs keep the order in which the stream first shows them."""
+    first_seen: dict[str, int] = {}
+    for position, (_record, message) in enumerate(items):
+        first_seen.setdefault(message.epoch, position)
+    items.sort(key=lambda item: (first_seen[item[1].epoch], item[1].seq))
