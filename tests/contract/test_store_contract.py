@@ -14,6 +14,7 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.core.channels import ChannelMeta
+from chalicelib.core.logs import EntryKind, LogEntry
 from chalicelib.core.messages import NewMessage
 from chalicelib.core.subscriptions import (
     Connection,
@@ -21,7 +22,6 @@ from chalicelib.core.subscriptions import (
     Subscription,
     SubscriptionState,
 )
-from chalicelib.core.logs import EntryKind, LogEntry
 from chalicelib.ports import (
     AppendConflictError,
     ChannelExistsError,
