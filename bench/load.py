@@ -43,6 +43,7 @@ import math
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -102,6 +103,7 @@ class Options:
     per_connection: int = 8  # WebSocket publish lanes per socket
     dwell_s: tuple[float, float] = (0.2, 0.8)  # a resubscriber stays live this long, then drops
     payload_bytes: int = 48  # filler text in every message's data
+    budget_s: float | None = None  # stop taking new publishes after this (joiners still join)
     scenario_timeout_s: float = 300.0  # a safety net; a scenario never waits longer
     seed: int = 12
 
@@ -785,11 +787,28 @@ class Run:
         self.readers: list[Reader] = []
         self.ws_readers: list[WsReader] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.truncated = False
 
     # -- publishing
 
+    def _elapsed(self) -> float:
+        return 0.0 if self.first_send is None else time.monotonic() - self.first_send
+
+    def _budget_spent(self) -> bool:
+        budget = self.options.budget_s
+        if budget is None or self._elapsed() < budget:
+            return False
+        if not self.truncated:
+            self.truncated = True
+            self.tally.note(
+                f"time budget: {self.issued} of {self.scenario.messages} publishes started "
+                f"in {budget:g} s"
+            )
+        return True
+
     def _take(self) -> int | None:
-        if self.issued >= self.scenario.messages and not self.extend:
+        """The next message index, or None when the publishers are done."""
+        if not self.extend and (self.issued >= self.scenario.messages or self._budget_spent()):
             return None
         self.issued += 1
         return self.issued - 1
@@ -951,23 +970,30 @@ class Run:
         self.tasks.append(asyncio.create_task(work))
 
     async def _join(self, lanes: asyncio.Future[list[None]], stop: asyncio.Event) -> None:
-        """Start the joiners as the publishers progress (30 % .. 70 % of the messages), then
-        keep the channel busy until the last one has had ``live_within`` seconds."""
+        """Start the joiners as the publishers progress (at 30 % .. 70 % of the messages, or
+        of the time budget if that comes first), then keep the channel busy until the last
+        one has had ``live_within`` seconds."""
         n, options = self.scenario.messages, self.options
         kinds = self.scenario.joiners
         last_join: float | None = None
+        budget = options.budget_s
         for kind, fraction in zip(kinds, join_points(len(kinds)), strict=True):
 
-            def reached(target: int = math.ceil(fraction * n)) -> bool:
-                return self.acks.count >= target or lanes.done()
+            def reached(target: int = math.ceil(fraction * n), when: float = fraction) -> bool:
+                return (
+                    self.acks.count >= target
+                    or lanes.done()
+                    or (budget is not None and self._elapsed() >= when * budget)
+                )
 
             await wait_until(reached, options.scenario_timeout_s)
             if lanes.done():
                 self.tally.note(f"publishers ended before the joiner from {kind} joined")
                 return
             from_ = kind
-            if kind == "offset":  # an offset saved at 10 %: it replays a backlog first
-                from_ = self.acks.offsets[max(1, n // 10) - 1] or "-1"
+            if kind == "offset":  # an offset saved early: it replays a backlog first
+                saved = self.acks.offsets[: max(1, min(n // 10, self.acks.count // 3))]
+                from_ = (saved[-1] if saved else None) or "-1"
             joiner = self._ws_reader(f"joiner from {kind}")
             joiner.begin()  # the clock starts now, before the socket is even open
             last_join = time.monotonic()
@@ -1244,7 +1270,8 @@ def details(results: Sequence[ScenarioResult]) -> str:
         verdict = "ok" if r.ok else "FAILED " + ", ".join(
             f"{k}={v}" for k, v in r.counts.failures().items()
         )
-        out.append(f"{r.scenario} (channel {r.channel}): {verdict}")
+        out.append(f"{r.scenario} (channel {r.channel}, {r.published} acked, {r.resent} re-sent, "
+                   f"{r.log_messages} in the log): {verdict}")
         out.extend(f"  - {note}" for note in r.notes)
         for reader in r.readers:
             live = ", ".join("never" if ms is None else f"{ms:.0f}" for ms in reader.live_ms)
@@ -1268,6 +1295,15 @@ def summary(results: Sequence[ScenarioResult]) -> str:
 # Starting a server of our own
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when this tool dies, even by SIGKILL (Linux ``prctl``)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class DevServer:
     """``switchboard dev --port 0 --no-auth --no-agent`` as a subprocess, output drained."""
 
@@ -1280,6 +1316,7 @@ class DevServer:
         self.process = subprocess.Popen(
             [*command, "dev", "--port", "0", "--no-auth", "--no-agent", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            preexec_fn=_die_with_parent,
         )
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
         self.http = self.ws = ""
@@ -1344,6 +1381,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--in-flight", default=",".join(map(str, DEFAULT_IN_FLIGHT)),
         help="publishes in flight on the channel, comma-separated (default 1,4,16,64)")
     add("--messages", type=int, default=300, help="publishes per scenario (at least)")
+    add("--budget", type=float, default=30.0,
+        help="seconds of publishing per scenario before it stops short of --messages "
+             "(0: no limit)")
     add("--ids", choices=("with", "without", "both"), default="with",
         help="publish with idempotency ids (ds: idempotent producers), without, or both")
     add("--joiners", default=",".join(JOIN_KINDS),
@@ -1374,6 +1414,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # A plain `kill` must still stop the server this tool started (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ids = {"with": (True,), "without": (False,), "both": (True, False)}[args.ids]
     scenarios = matrix(
         _csv(args.transports), [int(k) for k in _csv(args.in_flight)], args.messages, ids,
@@ -1382,6 +1424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         dup_fraction=args.dup_fraction, live_within_s=args.live_within, drain_s=args.drain,
         attempts=args.attempts, per_connection=args.per_connection, seed=args.seed,
+        budget_s=args.budget or None,
     )
     started = time.monotonic()
 
