@@ -102,6 +102,7 @@ class Options:
     request_timeout_s: float = 20.0  # one WebSocket request or HTTP publish
     per_connection: int = 8  # WebSocket publish lanes per socket
     dwell_s: tuple[float, float] = (0.2, 0.8)  # a resubscriber stays live this long, then drops
+    early_drop: float = 0.3  # or, this often, drops 0-1 s after subscribing, live or not
     payload_bytes: int = 48  # filler text in every message's data
     budget_s: float | None = None  # stop taking new publishes after this (joiners still join)
     scenario_timeout_s: float = 300.0  # a safety net; a scenario never waits longer
@@ -310,13 +311,14 @@ class Tally:
     notes: list[str] = field(default_factory=list)
     examples: dict[str, str] = field(default_factory=dict)
 
-    def error(self, code: str, message: str, where: str) -> None:
+    def error(self, code: str, message: str, where: str, kind: str) -> None:
+        """Count one error reply; the first of each (code, kind) is kept as an example."""
         self.codes[code] += 1
         if code in ("unavailable", "rate_limited", "internal"):
             setattr(self.counts, code, getattr(self.counts, code) + 1)
         else:
             self.counts.other += 1
-        self.examples.setdefault(code, f"{where}: {message[:160]}")
+        self.examples.setdefault(f"{code} on {kind}", f"{where}: {message[:200]}")
 
     def note(self, text: str, limit: int = 40) -> None:
         if len(self.notes) < limit:
@@ -612,7 +614,9 @@ class WsReader(Reader):
         try:
             seq = int(frame["seq"])
         except (KeyError, TypeError, ValueError):
-            self.tally.error("transport", f"bad frame {json.dumps(frame)[:160]}", self.label)
+            self.tally.error(
+                "transport", f"bad frame {json.dumps(frame)[:160]}", self.label, "a message frame"
+            )
             return
         self.deliver(seq, key_of(frame.get("data")), frame.get("offset"))
 
@@ -620,11 +624,15 @@ class WsReader(Reader):
         if frame.get("type") == "error":
             code = str(frame.get("code"))
             self.errors[code] += 1
-            self.tally.error(code, str(frame.get("message")), f"{self.label} (after subscribed)")
+            self.tally.error(
+                code, str(frame.get("message")), self.label, "a subscription (after subscribed)"
+            )
             if frame.get("ref") == self.sub_ref:
                 self.retry.set()
         elif frame.get("type") not in ("pong", "unsubscribed"):
-            self.tally.error("transport", f"unexpected frame {json.dumps(frame)[:160]}", self.label)
+            self.tally.error(
+                "transport", f"unexpected frame {json.dumps(frame)[:160]}", self.label, "a frame"
+            )
 
     def resume_from(self, initial: str) -> str:
         return self.offset or self.resolved_from or initial
@@ -654,7 +662,7 @@ class WsReader(Reader):
                 return True
             failure = failure_from(reply.get("code"), reply.get("message"), reply.get("detail"))
             self.errors[failure.code] += 1
-            self.tally.error(failure.code, failure.message, f"{self.label} subscribe")
+            self.tally.error(failure.code, failure.message, self.label, "subscribe")
             if failure.code not in RETRYABLE or attempt >= self.options.attempts:
                 self.tally.note(f"{self.label}: gave up subscribing ({failure.code})")
                 return False
@@ -672,7 +680,9 @@ class WsReader(Reader):
             if self.retry.is_set() or lost:
                 self.retry.clear()
                 if lost:
-                    self.tally.error("transport", "socket closed by the server", self.label)
+                    self.tally.error(
+                        "transport", "socket closed by the server", self.label, "a subscriber"
+                    )
                 await asyncio.sleep(backoff(1, self.rng))
                 await self.subscribe(self.resume_from("-1"))
                 continue
@@ -695,12 +705,16 @@ class WsReader(Reader):
             if not await self.subscribe("-1" if first else self.resume_from("-1")):
                 break
             first = False
-            await self.serve(
-                lambda: self.live.is_set() or publishing_done.is_set(), self.options.live_within_s
-            )
-            if publishing_done.is_set():
-                break
-            await self.serve(publishing_done.is_set, self.rng.uniform(*self.options.dwell_s))
+            if self.rng.random() < self.options.early_drop:  # maybe in the middle of a replay
+                await self.serve(publishing_done.is_set, self.rng.uniform(0, 1.0))
+            else:
+                await self.serve(
+                    lambda: self.live.is_set() or publishing_done.is_set(),
+                    self.options.live_within_s,
+                )
+                if publishing_done.is_set():
+                    break
+                await self.serve(publishing_done.is_set, self.rng.uniform(*self.options.dwell_s))
             if publishing_done.is_set():
                 break
             assert self.socket is not None
@@ -735,10 +749,18 @@ class DsReader(Reader):
             params = {"offset": offset, "live": "long-poll"}
             if cursor:
                 params["cursor"] = cursor
+            request = asyncio.ensure_future(self.http.get(self.path, params=params, timeout=60))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not request.done():  # the scenario is over: do not sit out the long-poll
+                request.cancel()
+                await asyncio.gather(request, stopping, return_exceptions=True)
+                return
             try:
-                response = await self.http.get(self.path, params=params, timeout=60)
+                response = request.result()
             except httpx.HTTPError as error:
-                self.tally.error("transport", repr(error), self.label)
+                self.tally.error("transport", repr(error), self.label, "long-poll")
                 attempt += 1
                 await asyncio.sleep(backoff(attempt, rng))
                 continue
@@ -756,7 +778,7 @@ class DsReader(Reader):
             else:
                 failure = http_failure(response)
                 self.errors[failure.code] += 1
-                self.tally.error(failure.code, failure.message, self.label)
+                self.tally.error(failure.code, failure.message, self.label, "long-poll")
                 attempt += 1
                 await asyncio.sleep(failure.retry_after_s or backoff(attempt, rng))
 
@@ -822,7 +844,7 @@ class Run:
             reply = await publisher.send(publish)
             if isinstance(reply, Ack):
                 return reply, attempts + 1
-            self.tally.error(reply.code, reply.message, f"{what} {publish.key}")
+            self.tally.error(reply.code, reply.message, f"{what} {publish.key}", what)
             if reply.code == "rate_limited":
                 if reply.retry_after_s is None:
                     self.tally.note(f"rate_limited without a retry hint on {publish.key}")
@@ -952,7 +974,7 @@ class Run:
                     outcomes = await asyncio.gather(*self.tasks, return_exceptions=True)
                     for reader, outcome in zip(self.readers, outcomes, strict=True):
                         if isinstance(outcome, Exception):
-                            self.tally.error("transport", repr(outcome), reader.label)
+                            self.tally.error("transport", repr(outcome), reader.label, "a reader")
                             self.tally.note(f"{reader.label} crashed: {outcome!r}")
                 for reader in self.ws_readers:
                     await reader.close()
@@ -1060,7 +1082,7 @@ class Run:
             live_never=never,
             counts=counts,
             error_codes=dict(tally.codes),
-            notes=[*(f"first {code}: {text}" for code, text in tally.examples.items()),
+            notes=[*(f"first {what}: {text}" for what, text in tally.examples.items()),
                    *tally.notes],
             readers=reports,
         )
