@@ -64,7 +64,14 @@ DEFAULT_IN_FLIGHT = (1, 4, 16, 64)
 READY = re.compile(r"Switchboard dev server ready: (http://\S+) \(WebSocket: (ws://\S+)\)")
 # The counts that make a run fail (exit 1, and the e2e test).
 FAILING = (
-    "unavailable", "internal", "failed", "lost", "duplicated", "gaps", "reordered", "stalled",
+    "unavailable",
+    "internal",
+    "failed",
+    "lost",
+    "duplicated",
+    "gaps",
+    "reordered",
+    "stalled",
     "inconsistent",
 )
 RETRYABLE = frozenset({"unavailable", "internal", "rate_limited", "transport"})
@@ -253,7 +260,9 @@ def http_failure(response: httpx.Response) -> Failure:
     try:
         error = response.json()["error"]
         return failure_from(
-            error.get("code"), error.get("message"), error.get("detail"),
+            error.get("code"),
+            error.get("message"),
+            error.get("detail"),
             response.headers.get("retry-after"),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -497,11 +506,13 @@ class DsPublisher:
         headers = {"Content-Type": "application/json"}
         if publish.producer is not None:
             epoch, seq = publish.producer
-            headers.update({
-                "Producer-Id": f"{self.tag}-lane{publish.lane}",
-                "Producer-Epoch": str(epoch),
-                "Producer-Seq": str(seq),
-            })
+            headers.update(
+                {
+                    "Producer-Id": f"{self.tag}-lane{publish.lane}",
+                    "Producer-Epoch": str(epoch),
+                    "Producer-Seq": str(seq),
+                }
+            )
         try:
             response = await self.http.post(
                 self.path, content=json.dumps([publish.data]), headers=headers
@@ -598,7 +609,12 @@ class WsReader(Reader):
     """A raw WebSocket subscriber (joiner or resubscriber)."""
 
     def __init__(
-        self, label: str, ws_url: str, channel: str, acks: AckLog, tally: Tally,
+        self,
+        label: str,
+        ws_url: str,
+        channel: str,
+        acks: AckLog,
+        tally: Tally,
         options: Options,
     ) -> None:
         super().__init__(label, acks, tally)
@@ -870,8 +886,11 @@ class Run:
             key = f"{self.tag}.{lane}.{index}"
             producer = (producer_epoch, producer_seq) if scenario.ids else None
             publish = Publish(
-                key, {"k": key, "lane": lane, "i": index, "text": self.pad},
-                key if scenario.ids and scenario.transport != "ds" else None, lane, producer,
+                key,
+                {"k": key, "lane": lane, "i": index, "text": self.pad},
+                key if scenario.ids and scenario.transport != "ds" else None,
+                lane,
+                producer,
             )
             sent = time.monotonic()
             if self.first_send is None:
@@ -1054,12 +1073,16 @@ class Run:
                 tally.note(f"acked publish {key} (seq {record.seq}) is not in the log")
             elif record.seq is not None and by_seq.get(record.seq) != key:
                 counts.inconsistent += 1
-                tally.note(f"acked publish {key} acked at seq {record.seq}, which holds "
-                           f"{by_seq.get(record.seq)}")
+                tally.note(
+                    f"acked publish {key} acked at seq {record.seq}, which holds "
+                    f"{by_seq.get(record.seq)}"
+                )
         unacked = [k for k in copies if k is not None and k not in self.acks.by_key]
         if unacked:
-            tally.note(f"{len(unacked)} stored message(s) whose publish was never acked "
-                       f"(e.g. {unacked[0]})")
+            tally.note(
+                f"{len(unacked)} stored message(s) whose publish was never acked "
+                f"(e.g. {unacked[0]})"
+            )
         reports = [self._check_reader(reader, seqs, by_seq, head) for reader in readers]
         live = [ms for r in reports for ms in r.live_ms if ms is not None]
         never = sum(1 for r in reports for ms in r.live_ms if ms is None)
@@ -1082,8 +1105,10 @@ class Run:
             live_never=never,
             counts=counts,
             error_codes=dict(tally.codes),
-            notes=[*(f"first {what}: {text}" for what, text in tally.examples.items()),
-                   *tally.notes],
+            notes=[
+                *(f"first {what}: {text}" for what, text in tally.examples.items()),
+                *tally.notes,
+            ],
             readers=reports,
         )
 
@@ -1096,16 +1121,20 @@ class Run:
         undelivered = [s for s in expected if s not in reader.seen] if start is not None else seqs
         counts.lost += len(undelivered)
         if undelivered:
-            tally.note(f"{reader.label}: {len(undelivered)} message(s) never delivered "
-                       f"(seqs {format_runs(runs(undelivered))})")
+            tally.note(
+                f"{reader.label}: {len(undelivered)} message(s) never delivered "
+                f"(seqs {format_runs(runs(undelivered))})"
+            )
         counts.duplicate_frames += reader.duplicate_frames
         counts.gaps += reader.gaps
         counts.reordered += reader.reordered
         wrong = [s for s, key in reader.keys.items() if s in by_seq and by_seq[s] != key]
         if wrong or reader.early:
             counts.inconsistent += len(wrong) + reader.early
-            tally.note(f"{reader.label}: {len(wrong)} message(s) differ from the log at their "
-                       f"seq, {reader.early} delivered at or before its start")
+            tally.note(
+                f"{reader.label}: {len(wrong)} message(s) differ from the log at their "
+                f"seq, {reader.early} delivered at or before its start"
+            )
         live_ms: list[float | None] = []
         stalled = 0
         for period in reader.periods:
@@ -1116,24 +1145,26 @@ class Run:
                 continue
             # Never live: a stall if it waited long enough while the channel was written.
             waited = (period.end or time.monotonic()) - period.t0
-            written = self.acks.any_acked_between(
-                period.t0, period.t0 + options.live_within_s / 2
-            )
+            written = self.acks.any_acked_between(period.t0, period.t0 + options.live_within_s / 2)
             if written and waited >= options.live_within_s:
                 live_ms.append(None)
                 stalled += 1
         caught_up = reader.caught_up(head)
         if not caught_up:
             stalled += 1
-            tally.note(f"{reader.label}: not caught up {options.drain_s:g} s after publishing "
-                       f"ended (at seq {reader.last}, head {head})")
+            tally.note(
+                f"{reader.label}: not caught up {options.drain_s:g} s after publishing "
+                f"ended (at seq {reader.last}, head {head})"
+            )
         if stalled:
             counts.stalled += stalled
             slow = [ms for ms in live_ms if ms is None or ms > options.live_within_s * 1000]
             if slow:
-                tally.note(f"{reader.label}: (re)subscriptions not live within "
-                           f"{options.live_within_s:g} s: "
-                           + ", ".join("never" if ms is None else f"{ms:.0f} ms" for ms in slow))
+                tally.note(
+                    f"{reader.label}: (re)subscriptions not live within "
+                    f"{options.live_within_s:g} s: "
+                    + ", ".join("never" if ms is None else f"{ms:.0f} ms" for ms in slow)
+                )
         return ReaderReport(
             label=reader.label,
             start_seq=start,
@@ -1208,7 +1239,9 @@ def matrix(
 ) -> list[Scenario]:
     return [
         Scenario(t, k, messages, i, tuple(joiners), resubscribers, ds_reader)
-        for i in ids for t in transports for k in in_flight
+        for i in ids
+        for t in transports
+        for k in in_flight
     ]
 
 
@@ -1223,8 +1256,11 @@ async def warm_up(http_url: str, ws_url: str) -> None:
             for n in range(3):
                 await socket.request({"action": "publish", "channel": channel, "data": n}, 30)
                 await http.post(f"/v1/channels/{channel}/messages", json={"data": n})
-                await http.post(f"/v1/stream/{channel}", content=json.dumps([n]),
-                                headers={"Content-Type": "application/json"})
+                await http.post(
+                    f"/v1/stream/{channel}",
+                    content=json.dumps([n]),
+                    headers={"Content-Type": "application/json"},
+                )
             await read_log(http, channel)
         finally:
             await socket.close()
@@ -1243,14 +1279,18 @@ async def run_matrix(
     await warm_up(http_url, ws_url)
     results = []
     for scenario in scenarios:
-        say(f"{scenario.name}: {scenario.messages} messages, joiners {list(scenario.joiners)}, "
-            f"{scenario.resubscribers} resubscriber(s), ds reader {scenario.ds_reader}")
+        say(
+            f"{scenario.name}: {scenario.messages} messages, joiners {list(scenario.joiners)}, "
+            f"{scenario.resubscribers} resubscriber(s), ds reader {scenario.ds_reader}"
+        )
         started = time.monotonic()
         result = await asyncio.wait_for(
             Run(http_url, ws_url, scenario, options).run(say), options.scenario_timeout_s + 60
         )
-        say(f"{scenario.name}: done in {time.monotonic() - started:.1f} s, "
-            + ("ok" if result.ok else f"FAILED {result.counts.failures()}"))
+        say(
+            f"{scenario.name}: done in {time.monotonic() - started:.1f} s, "
+            + ("ok" if result.ok else f"FAILED {result.counts.failures()}")
+        )
         results.append(result)
     return results
 
@@ -1259,8 +1299,18 @@ async def run_matrix(
 # Output
 
 COLUMNS = (
-    "unavailable", "rate_limited", "internal", "other", "failed", "lost", "duplicated",
-    "duplicate_frames", "gaps", "reordered", "stalled", "inconsistent",
+    "unavailable",
+    "rate_limited",
+    "internal",
+    "other",
+    "failed",
+    "lost",
+    "duplicated",
+    "duplicate_frames",
+    "gaps",
+    "reordered",
+    "stalled",
+    "inconsistent",
 )
 
 
@@ -1271,13 +1321,17 @@ def _fmt(value: float | None, never: int = 0) -> str:
 
 
 def table(results: Sequence[ScenarioResult]) -> str:
-    header = ["scenario", "acked", "pub/s", "p50 ms", "p99 ms", "live p50", "live max",
-              *COLUMNS]
+    header = ["scenario", "acked", "pub/s", "p50 ms", "p99 ms", "live p50", "live max", *COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         cells = [
-            r.scenario, str(r.published), f"{r.publishes_per_s:.1f}", _fmt(r.publish_p50_ms),
-            _fmt(r.publish_p99_ms), _fmt(r.live_p50_ms), _fmt(r.live_max_ms, r.live_never),
+            r.scenario,
+            str(r.published),
+            f"{r.publishes_per_s:.1f}",
+            _fmt(r.publish_p50_ms),
+            _fmt(r.publish_p99_ms),
+            _fmt(r.live_p50_ms),
+            _fmt(r.live_max_ms, r.live_never),
             *(str(getattr(r.counts, c)) for c in COLUMNS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -1289,27 +1343,44 @@ def details(results: Sequence[ScenarioResult]) -> str:
     for r in results:
         if r.ok and not r.notes:
             continue
-        verdict = "ok" if r.ok else "FAILED " + ", ".join(
-            f"{k}={v}" for k, v in r.counts.failures().items()
+        verdict = (
+            "ok"
+            if r.ok
+            else "FAILED " + ", ".join(f"{k}={v}" for k, v in r.counts.failures().items())
         )
-        out.append(f"{r.scenario} (channel {r.channel}, {r.published} acked, {r.resent} re-sent, "
-                   f"{r.log_messages} in the log): {verdict}")
+        out.append(
+            f"{r.scenario} (channel {r.channel}, {r.published} acked, {r.resent} re-sent, "
+            f"{r.log_messages} in the log): {verdict}"
+        )
         out.extend(f"  - {note}" for note in r.notes)
         for reader in r.readers:
-            live = ", ".join("never" if ms is None else f"{ms:.0f}" for ms in reader.live_ms)
             out.append(
                 f"  · {reader.label}: from seq {reader.start_seq}, {reader.received} received, "
-                f"{reader.undelivered} undelivered, {reader.subscriptions} subscription(s), "
-                f"live ms [{live}], errors {reader.errors or '{}'}"
+                f"{reader.undelivered} undelivered, {reader.subscriptions} subscription(s)"
+                f"{_live_summary(reader.live_ms)}, errors {reader.errors or '{}'}"
             )
     return "\n".join(out)
+
+
+def _live_summary(live_ms: Sequence[float | None]) -> str:
+    if not live_ms:
+        return ""
+    if len(live_ms) <= 4:
+        return ", live " + ", ".join("never" if ms is None else f"{ms:.0f} ms" for ms in live_ms)
+    known = [ms for ms in live_ms if ms is not None]
+    never = len(live_ms) - len(known)
+    p50 = percentile(known, 0.5)
+    return f", live p50 {_fmt(p50)} ms, max {_fmt(max(known, default=None), never)}" + (
+        f" (never live: {never})" if never else ""
+    )
 
 
 def summary(results: Sequence[ScenarioResult]) -> str:
     """One line per failing scenario: what the e2e test prints when it fails."""
     return "\n".join(
         f"{r.scenario}: " + ", ".join(f"{k}={v}" for k, v in r.counts.failures().items())
-        for r in results if not r.ok
+        for r in results
+        if not r.ok
     )
 
 
@@ -1337,7 +1408,10 @@ class DevServer:
         env.setdefault("SWITCHBOARD_LONG_POLL_TIMEOUT_S", "5")
         self.process = subprocess.Popen(
             [*command, "dev", "--port", "0", "--no-auth", "--no-agent", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             preexec_fn=_die_with_parent,
         )
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
@@ -1400,29 +1474,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--url", help="target this running server (http://host:port) instead of starting one")
     add("--stream-poll-ms", type=int, help="passed to the server this tool starts")
     add("--transports", default=",".join(TRANSPORTS), help="comma-separated: ws,rest,ds")
-    add("--in-flight", default=",".join(map(str, DEFAULT_IN_FLIGHT)),
-        help="publishes in flight on the channel, comma-separated (default 1,4,16,64)")
+    add(
+        "--in-flight",
+        default=",".join(map(str, DEFAULT_IN_FLIGHT)),
+        help="publishes in flight on the channel, comma-separated (default 1,4,16,64)",
+    )
     add("--messages", type=int, default=300, help="publishes per scenario (at least)")
-    add("--budget", type=float, default=30.0,
-        help="seconds of publishing per scenario before it stops short of --messages "
-             "(0: no limit)")
-    add("--ids", choices=("with", "without", "both"), default="with",
-        help="publish with idempotency ids (ds: idempotent producers), without, or both")
-    add("--joiners", default=",".join(JOIN_KINDS),
-        help="subscribers joining mid-run, comma-separated from -1,offset,now ('' for none)")
+    add(
+        "--budget",
+        type=float,
+        default=30.0,
+        help="seconds of publishing per scenario before it stops short of --messages (0: no limit)",
+    )
+    add(
+        "--ids",
+        choices=("with", "without", "both"),
+        default="with",
+        help="publish with idempotency ids (ds: idempotent producers), without, or both",
+    )
+    add(
+        "--joiners",
+        default=",".join(JOIN_KINDS),
+        help="subscribers joining mid-run, comma-separated from -1,offset,now ('' for none)",
+    )
     add("--resubscribers", type=int, default=1, help="subscribers that drop and resubscribe")
     add("--no-ds-reader", action="store_true", help="no Durable Streams long-poll reader")
-    add("--dup-fraction", type=float, default=Options.dup_fraction,
-        help="fraction of publishes re-sent with the same id")
-    add("--live-within", type=float, default=Options.live_within_s,
-        help="seconds a (re)subscription may take to see a live message")
-    add("--drain", type=float, default=Options.drain_s,
-        help="seconds readers get to reach the head once publishing ends")
+    add(
+        "--dup-fraction",
+        type=float,
+        default=Options.dup_fraction,
+        help="fraction of publishes re-sent with the same id",
+    )
+    add(
+        "--live-within",
+        type=float,
+        default=Options.live_within_s,
+        help="seconds a (re)subscription may take to see a live message",
+    )
+    add(
+        "--drain",
+        type=float,
+        default=Options.drain_s,
+        help="seconds readers get to reach the head once publishing ends",
+    )
     add("--attempts", type=int, default=Options.attempts, help="attempts per publish")
-    add("--per-connection", type=int, default=Options.per_connection,
-        help="WebSocket publish lanes per socket")
+    add(
+        "--per-connection",
+        type=int,
+        default=Options.per_connection,
+        help="WebSocket publish lanes per socket",
+    )
     add("--seed", type=int, default=Options.seed)
     add("--json", action="store_true", help="print JSON instead of the table")
+    add("--save", metavar="PATH", help="also write the JSON to PATH")
     add("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     for kind in _csv(args.joiners):
@@ -1440,12 +1544,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ids = {"with": (True,), "without": (False,), "both": (True, False)}[args.ids]
     scenarios = matrix(
-        _csv(args.transports), [int(k) for k in _csv(args.in_flight)], args.messages, ids,
-        _csv(args.joiners), args.resubscribers, not args.no_ds_reader,
+        _csv(args.transports),
+        [int(k) for k in _csv(args.in_flight)],
+        args.messages,
+        ids,
+        _csv(args.joiners),
+        args.resubscribers,
+        not args.no_ds_reader,
     )
     options = Options(
-        dup_fraction=args.dup_fraction, live_within_s=args.live_within, drain_s=args.drain,
-        attempts=args.attempts, per_connection=args.per_connection, seed=args.seed,
+        dup_fraction=args.dup_fraction,
+        live_within_s=args.live_within,
+        drain_s=args.drain,
+        attempts=args.attempts,
+        per_connection=args.per_connection,
+        seed=args.seed,
         budget_s=args.budget or None,
     )
     started = time.monotonic()
@@ -1465,21 +1578,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(f"switchboard dev ready on {server.http}")
             results = run(server.http, server.ws)
     ok = all(r.ok for r in results)
-    if args.json:
-        print(json.dumps({
+    document = json.dumps(
+        {
             "ok": ok,
             "options": asdict(options),
             "seconds": round(time.monotonic() - started, 1),
             "scenarios": [{**asdict(r), "ok": r.ok} for r in results],
-        }, indent=2))
+        },
+        indent=2,
+    )
+    if args.save:
+        Path(args.save).write_text(document + "\n")
+    if args.json:
+        print(document)
     else:
         print("Local emulation figures (moto, one process), not AWS figures.")
         print(table(results))
         text = details(results)
         if text:
             print("\n" + text)
-        print(f"\n{'OK' if ok else 'FAILED'}: {len(results)} scenario(s) in "
-              f"{time.monotonic() - started:.0f} s")
+        failed = sum(1 for r in results if not r.ok)
+        print(
+            f"\n{f'FAILED: {failed} of' if failed else 'OK:'} {len(results)} scenario(s), "
+            f"{time.monotonic() - started:.0f} s"
+        )
     return 0 if ok else 1
 
 
