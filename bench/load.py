@@ -387,12 +387,17 @@ class Socket:
                     future.set_exception(ConnectionError("socket closed"))
             self.replies.clear()
 
-    async def request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send ``frame`` with a fresh ref; the reply carrying that ref."""
+    def new_ref(self) -> str:
+        self.refs += 1
+        return f"r{self.refs}"
+
+    async def request(
+        self, frame: dict[str, Any], timeout: float, ref: str | None = None
+    ) -> dict[str, Any]:
+        """Send ``frame`` with ``ref`` (default: a fresh one); the reply carrying that ref."""
         if self.closed.is_set():
             raise ConnectionError("socket closed")
-        self.refs += 1
-        ref = f"r{self.refs}"
+        ref = ref or self.new_ref()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[ref] = future
         try:
@@ -665,10 +670,11 @@ class WsReader(Reader):
                 if self.socket is None or self.socket.closed.is_set():
                     await self.connect()
                 assert self.socket is not None
-                self.sub_ref = f"r{self.socket.refs + 1}"
+                self.sub_ref = self.socket.new_ref()  # a late error frame carries it too
                 reply = await self.socket.request(
                     {"action": "subscribe", "channel": self.channel, "from": from_},
                     self.options.request_timeout_s,
+                    self.sub_ref,
                 )
             except (TimeoutError, ConnectionError, OSError, WebSocketException) as error:
                 reply = {"type": "error", "code": "transport", "message": repr(error)}
@@ -1356,8 +1362,9 @@ def details(results: Sequence[ScenarioResult]) -> str:
         for reader in r.readers:
             out.append(
                 f"  · {reader.label}: from seq {reader.start_seq}, {reader.received} received, "
-                f"{reader.undelivered} undelivered, {reader.subscriptions} subscription(s)"
-                f"{_live_summary(reader.live_ms)}, errors {reader.errors or '{}'}"
+                f"{reader.undelivered} undelivered"
+                + (f", {reader.subscriptions} subscription(s)" if reader.subscriptions else "")
+                + f"{_live_summary(reader.live_ms)}, errors {reader.errors or '{}'}"
             )
     return "\n".join(out)
 
@@ -1369,9 +1376,9 @@ def _live_summary(live_ms: Sequence[float | None]) -> str:
         return ", live " + ", ".join("never" if ms is None else f"{ms:.0f} ms" for ms in live_ms)
     known = [ms for ms in live_ms if ms is not None]
     never = len(live_ms) - len(known)
-    p50 = percentile(known, 0.5)
-    return f", live p50 {_fmt(p50)} ms, max {_fmt(max(known, default=None), never)}" + (
-        f" (never live: {never})" if never else ""
+    top = "never" if never else f"{_fmt(max(known, default=None))} ms"
+    return f", live p50 {_fmt(percentile(known, 0.5))} ms, max {top}" + (
+        f" ({never} never live)" if never else ""
     )
 
 
