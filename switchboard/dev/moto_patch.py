@@ -39,12 +39,16 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
 _OPS = {"ConditionCheck", "Put", "Delete", "Update"}
+# DynamoDB refuses a TransactWriteItems request over 4 MB in total (moto does not check; it
+# does check the 400 KB item limit). "Amazon DynamoDB transactions" / service quotas.
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+TRANSACTION_TOO_LARGE = "Transaction request cannot be larger than 4 MB"
 _installed = False
 _install_lock = threading.Lock()
 # One lock for all DynamoDB (and Streams) requests: see the module docstring.
@@ -87,10 +91,31 @@ def _restore(backend: DynamoDBBackend, undo: _Undo) -> None:
         del table.stream_shard.items[undo.stream_length :]
 
 
+def _attributes_bytes(attributes: dict[str, Any] | None) -> int:
+    """DynamoDB's size of some attributes: names (UTF-8) plus values."""
+    return sum(len(str(name).encode()) + DynamoType(value).size()
+               for name, value in (attributes or {}).items())
+
+
+def transaction_bytes(transact_items: list[dict[str, Any]]) -> int:
+    """The data a transaction carries: items put, keys, and expression values."""
+    total = 0
+    for entry in transact_items:
+        for op in entry.values():
+            if not isinstance(op, dict):
+                continue
+            total += _attributes_bytes(op.get("Item")) + _attributes_bytes(op.get("Key"))
+            total += _attributes_bytes(op.get("ExpressionAttributeValues"))
+    return total
+
+
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    """Check every condition, then apply every write; same errors as moto's original."""
+    """Check every condition, then apply every write; same errors as moto's original (and
+    DynamoDB's 4 MB limit on the whole request, which moto lacks)."""
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
+    if transaction_bytes(transact_items) > MAX_TRANSACTION_BYTES:
+        raise MockValidationException(TRANSACTION_TOO_LARGE)
     seen: set[tuple[str, str]] = set()
     planned: list[tuple[int, str, dict[str, Any], Table, dict[str, Any]]] = []
     errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []

@@ -121,3 +121,15 @@ def test_scenarios_cover_success_cancellation_and_rollback() -> None:
                                   moto_patch.transact_write_items)
     assert len(messages) == 1
     assert len(records) == 1
+
+
+def test_a_transaction_over_4_mb_is_refused_as_dynamodb_does() -> None:
+    def big_put(n: int) -> dict[str, Any]:  # about 390 KB: under the 400 KB item limit
+        return {"Put": {"TableName": "messages",
+                        "Item": {"pk": {"S": "c#e"}, "seq": _n(n), "body": {"S": "x" * 390_000}}}}
+
+    over = run([big_put(n) for n in range(2, 13)], moto_patch.transact_write_items)  # 4.3 MB
+    assert over[0] == ("invalid", moto_patch.TRANSACTION_TOO_LARGE)
+    assert len(over[3]) == 1  # nothing written: only the setup's stream record
+    under = run([big_put(n) for n in range(2, 12)], moto_patch.transact_write_items)  # 3.9 MB
+    assert under[0] is None and len(under[3]) == 11
