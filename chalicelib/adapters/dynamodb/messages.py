@@ -52,6 +52,7 @@ else:
     DynamoDBClient = Any
 
 _FREE = "attribute_not_exists(seq)"  # a log entry's seq is free
+_CONFLICT_RETRIES = 5
 _ENTRY_FIELDS = {"ProjectionExpression": "seq, kind, #i", "ExpressionAttributeNames": {"#i": "id"}}
 
 
@@ -228,17 +229,28 @@ class DynamoMessageStore:
         return meta
 
     def mark_written(self, meta: ChannelMeta, now_ms: int) -> None:
-        try:
-            self.client.update_item(
-                TableName=self.channels_table,
-                Key={"pk": {"S": meta.name}},
-                UpdateExpression="SET written = :t",
-                ConditionExpression="epoch = :e AND attribute_not_exists(written)",
-                ExpressionAttributeValues={":e": {"S": meta.epoch}, ":t": num(now_ms)},
-            )
-        except ClientError as error:
-            if not is_conflict(error):  # written already, or another epoch: nothing to do
-                raise
+        # Written already, or another epoch: nothing to do.
+        self._update_unless_moot(
+            Key={"pk": {"S": meta.name}},
+            UpdateExpression="SET written = :t",
+            ConditionExpression="epoch = :e AND attribute_not_exists(written)",
+            ExpressionAttributeValues={":e": {"S": meta.epoch}, ":t": num(now_ms)},
+        )
+
+    def _update_unless_moot(self, **update: Any) -> None:
+        """An UpdateItem on the channels table whose failed condition means there is nothing
+        to do; retried while a transaction holds the item (TransactionConflictException)."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                self.client.update_item(TableName=self.channels_table, **update)
+                return
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code == "ConditionalCheckFailedException":
+                    return
+                if code != "TransactionConflictException" or attempt + 1 == _CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.005 * 2**attempt)
 
     def renew_epoch(self, meta: ChannelMeta, new_epoch: str, end_seq: int) -> bool:
         end = self._end_marker(meta, end_seq)
@@ -464,7 +476,8 @@ class DynamoMessageStore:
             if not is_conflict(error):
                 raise
             old: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
-            if old is None:  # gone meanwhile (it expired): claim it again
+            if old is None:  # held by a transaction, or gone meanwhile: claim it again
+                time.sleep(0.005)
                 return self.claim(meta, message_id, seq, expires_at, now_s)
             return int(old["seq"]["N"])
         return None
@@ -498,24 +511,19 @@ class DynamoMessageStore:
         return ProducerState(producer_id, int(item["pepoch"]["N"]), int(item["pseq"]["N"]))
 
     def extend_expiry(self, meta: ChannelMeta, stream_expires_at: int) -> None:
-        try:
-            self.client.update_item(
-                TableName=self.channels_table,
-                Key={"pk": {"S": meta.name}},
-                UpdateExpression=f"SET stream_expires = :sexp, {TTL_ATTRIBUTE} = :mexp",
-                ConditionExpression=(
-                    "epoch = :e AND (attribute_not_exists(stream_expires) "
-                    "OR stream_expires < :sexp)"
-                ),
-                ExpressionAttributeValues={
-                    ":e": {"S": meta.epoch},
-                    ":sexp": num(stream_expires_at),
-                    ":mexp": num(stream_expires_at + 86400),
-                },
-            )
-        except ClientError as error:
-            if not is_conflict(error):  # already later, or the stream is gone: fine
-                raise
+        # Already later, or the stream is gone: nothing to do.
+        self._update_unless_moot(
+            Key={"pk": {"S": meta.name}},
+            UpdateExpression=f"SET stream_expires = :sexp, {TTL_ATTRIBUTE} = :mexp",
+            ConditionExpression=(
+                "epoch = :e AND (attribute_not_exists(stream_expires) OR stream_expires < :sexp)"
+            ),
+            ExpressionAttributeValues={
+                ":e": {"S": meta.epoch},
+                ":sexp": num(stream_expires_at),
+                ":mexp": num(stream_expires_at + 86400),
+            },
+        )
 
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
