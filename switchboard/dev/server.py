@@ -73,6 +73,10 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, every response on a kept-alive connection
+    # (boto3's posts to /@connections, SDK and browser requests) waited ~40 ms for the
+    # client's delayed ACK (Nagle), since uvicorn writes headers and body separately.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
