@@ -188,6 +188,13 @@ class MessageStore(Protocol):
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         """The seqs that claims of these ids name in this epoch of the channel."""
 
+    def find_token(
+        self, name: str, epoch: str, token: str, since_ms: int, most: int
+    ) -> int | None:
+        """The seq of the message stored with request ``token`` among the newest entries of
+        the log, looking back to messages accepted at ``since_ms`` and at most ``most``
+        entries; None if it is not there."""
+
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None
     ) -> list[StoredMessage]:

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # How long a process trusts what it knows of a channel it appends to (metadata and tail).
     # Never a correctness risk: the log refuses a taken seq; only fewer reads.
     append_cache_s: float = Field(60.0, ge=0)
+    # A retried publish without an id (its first answer was lost) is looked for among the
+    # log's entries of the last `retry_window_s`, at most `retry_scan` of them.
+    retry_window_s: float = Field(120.0, ge=0)
+    retry_scan: int = Field(2000, ge=0)
     # Durable Streams live reads (bounded: API Gateway REST ends a request after 29 s).
     long_poll_timeout_s: float = Field(20.0, gt=0, le=25)
     # How long a caught-up SSE request waits for new data before it closes (the client

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import iam, trigger
+from chalice.app import APIGateway
+
+from . import api, iam, trigger
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
@@ -380,11 +382,17 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
 
     resources.update(_connect_authorizer(app, stage))
 
-    resources["RestAPI"] = {"Properties": {"MethodSettings": [{
-        "ResourcePath": "/*", "HttpMethod": "*",
-        "ThrottlingRateLimit": profile.rest_rate,
-        "ThrottlingBurstLimit": profile.rest_burst,
-    }]}}
+    resources["RestAPI"] = {"Properties": {
+        "MethodSettings": [{
+            "ResourcePath": "/*", "HttpMethod": "*",
+            "ThrottlingRateLimit": profile.rest_rate,
+            "ThrottlingBurstLimit": profile.rest_burst,
+        }],
+        # Accept: */* (every HTTP client's default) must get a byte stream's bytes: api.py.
+        "DefinitionBody": {"x-amazon-apigateway-binary-media-types": (
+            api.deployed_binary_media_types(list(APIGateway().binary_types))
+        )},
+    }}
     resources["WebsocketAPIStage"] = {"Properties": {"DefaultRouteSettings": {
         "ThrottlingRateLimit": profile.ws_rate,
         "ThrottlingBurstLimit": profile.ws_burst,

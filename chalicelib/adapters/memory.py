@@ -178,7 +178,8 @@ class MemoryStore:
                         claimed[message.id] = held[0]
                 if claimed:
                     raise IdsClaimedError(claimed)
-            if guard.guarded:
+            if guard.stream_seq is not None or guard.close:
+                # As on DynamoDB, the channel's item joins only for Stream-Seq or close.
                 current = self.channels.get(meta.name)
                 if current is None or current.epoch != meta.epoch or current.closed or (
                     current.deleted
@@ -186,16 +187,16 @@ class MemoryStore:
                     raise AppendConflictError(meta.name)
                 if guard.stream_seq is not None and current.stream_seq != guard.stream_seq_before:
                     raise AppendConflictError(meta.name)
-                if guard.producer is not None:
-                    key = (meta.name, meta.epoch, guard.producer.producer_id)
-                    if self.producers.get(key) != guard.producer_before:
-                        raise AppendConflictError(meta.name)
+            if guard.producer is not None:
+                key = (meta.name, meta.epoch, guard.producer.producer_id)
+                if self.producers.get(key) != guard.producer_before:
+                    raise AppendConflictError(meta.name)
             stored = []
             for offset, message in enumerate(messages):
                 item = StoredMessage(
                     channel=meta.name, epoch=meta.epoch, seq=first_seq + offset,
                     body=message.body, ts=ts, expires_at=expires_at, id=message.id,
-                    publisher=message.publisher,
+                    publisher=message.publisher, token=message.token,
                 )
                 log[item.seq] = item
                 if claim_ids and message.id is not None:
@@ -208,12 +209,13 @@ class MemoryStore:
                 if guard.producer is not None:
                     key = (meta.name, meta.epoch, guard.producer.producer_id)
                     self.producers[key] = guard.producer
-                current = self.channels[meta.name]
-                self.channels[meta.name] = replace(
-                    current,
-                    closed=current.closed or guard.close,
-                    stream_seq=guard.stream_seq or current.stream_seq,
-                )
+                if guard.stream_seq is not None or guard.close:
+                    current = self.channels[meta.name]
+                    self.channels[meta.name] = replace(
+                        current,
+                        closed=current.closed or guard.close,
+                        stream_seq=guard.stream_seq or current.stream_seq,
+                    )
             return stored
 
     def claim(
@@ -255,6 +257,20 @@ class MemoryStore:
                 for i in ids
                 if (meta.name, meta.epoch, i) in self.ids
             }
+
+    def find_token(
+        self, name: str, epoch: str, token: str, since_ms: int, most: int
+    ) -> int | None:
+        with self._lock:
+            log = self.logs.get((name, epoch), {})
+            for seq in sorted(log, reverse=True)[:most]:
+                entry = log[seq]
+                if isinstance(entry, StoredMessage):
+                    if entry.ts < since_ms:
+                        return None
+                    if entry.token == token:
+                        return seq
+            return None
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None

@@ -50,6 +50,7 @@ class Subscription:
     state: SubscriptionState
     expires_at: int
     missed: int = 0  # while replaying: the highest seq the fan-out held back
+    batch: bool = False  # several messages per frame (core/frames.py message_frames)
 
     def wants(self, epoch: str, seq: int) -> bool:
         """Whether message ``seq`` of ``epoch`` is for this subscriber (the fan-out sends it

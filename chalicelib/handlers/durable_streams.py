@@ -18,14 +18,13 @@ from ..core import stream_headers as headers_
 from ..core import streams as protocol
 from ..core.capabilities import ADMIN, HISTORY, PUBLISH
 from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
-from ..core.names import validate_channel
 from ..core.offsets import BEGINNING, parse_start
 from ..core.producers import ProducerRequest, parse_producer
 from ..observability import logger
 from ..services.appends import AppendOutcome, StreamClosedError
 from ..services.streams import AppendStream, CreateStream, StreamService
 from . import invocation
-from .http import error_response
+from .http import error_response, path_channel
 from .principals import http_principal
 
 P = ParamSpec("P")
@@ -87,10 +86,11 @@ def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Respons
 
 @stream_errors
 def dispatch(request: Request, channel: str) -> Response:
+    channel = path_channel(channel)
     method = request.method.upper()
     # Appends are stamped with who authenticated; nothing in the request can say otherwise.
     publisher = http_principal(
-        request, validate_channel(channel), _OPERATIONS.get(method, ADMIN)
+        request, channel, _OPERATIONS.get(method, ADMIN)
     ).publisher
     if method == "PUT":
         return create(request, channel, publisher)

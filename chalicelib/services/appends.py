@@ -96,11 +96,21 @@ class AppendRequest:
     producer: ProducerRequest | None = None
     stream_seq: str | None = None
     close: bool = False
+    # A client's retry of a publish whose answer it lost: its messages' request tokens are
+    # looked for before anything is stored.
+    retry: bool = False
 
     @property
     def guarded(self) -> bool:
         """Producer, Stream-Seq or close state must commit atomically with the messages."""
         return self.producer is not None or self.stream_seq is not None or self.close
+
+    @property
+    def needs_fresh_channel(self) -> bool:
+        """``Stream-Seq`` is checked against the channel's item as it is now. Anything else
+        may start from what this process knows: a producer's state is read afresh and
+        conditioned on, and a closed or deleted log refuses the seq with its marker."""
+        return self.stream_seq is not None
 
 
 @dataclass(frozen=True)
@@ -178,11 +188,17 @@ class Appender:
         finally:
             gate.release()
 
+    def view(self, name: str) -> ChannelMeta:
+        """The channel as this process knows it (its metadata and tail, read if not known):
+        enough to decide how to split a body, without a read per append."""
+        validate_channel(name)
+        return self._log(AppendRequest(name, ()), fresh=False).meta
+
     # -- the loop --------------------------------------------------------------------------
 
     def _append(self, request: AppendRequest, progress: _Progress) -> AppendOutcome:
         # Guarded appends validate against state read now; others may start from the cache.
-        log: _Log | None = self._log(request, fresh=request.guarded)
+        log: _Log | None = self._log(request, fresh=request.needs_fresh_channel)
         while True:
             if log is None:
                 log = self._log(request, fresh=True)
@@ -227,7 +243,7 @@ class Appender:
                 continue
             if done is not None:
                 return done
-            log = None if request.guarded else self._cached(request.channel)
+            log = None if request.needs_fresh_channel else self._cached(request.channel)
 
     def _write(
         self, request: AppendRequest, progress: _Progress, log: _Log, state: ProducerState | None
@@ -242,6 +258,11 @@ class Appender:
         batch = [messages[i] for i in chunk]
         if not batch and not request.guarded:
             stored_seqs: list[int] = []  # every id was a duplicate
+        elif len(chunk) == 1 and request.retry and batch[0].id is None and (
+            (found := self._find_retried(meta, batch[0], now)) is not None
+        ):
+            stored_seqs = []
+            progress.results[chunk[0]] = PublishResult(meta.name, meta.epoch, found, True)
         elif len(chunk) == 1 and not request.guarded and batch[0].id is not None:
             seq, duplicate = self._write_claimed(
                 meta, log.tail, batch[0], now, expires_at, progress
@@ -348,6 +369,16 @@ class Appender:
         if again is None:
             return tail.next_seq, None
         return self._settle_claim(meta, message_id, again, expires_at, now)
+
+    def _find_retried(self, meta: ChannelMeta, message: NewMessage, now: int) -> int | None:
+        """Where a retried publish's first attempt landed, if it did: its request token among
+        the log's newest entries (within ``retry_window_s``, at most ``retry_scan``)."""
+        if message.token is None:
+            return None
+        since = now - int(self.settings.retry_window_s * 1000)
+        return self.store.find_token(
+            meta.name, meta.epoch, message.token, since, self.settings.retry_scan
+        )
 
     def _sort_claims(self, meta: ChannelMeta, claims: dict[str, int], progress: _Progress) -> None:
         """Ids of a batch that are claimed already: those stored at their claim's seq are

@@ -42,7 +42,15 @@ class FanoutReport:
 class _Delivery:
     endpoint: str
     connection_id: str
-    frames: list[tuple[str, str]] = field(default_factory=list)  # (record id, frame)
+    # (ids of the stream records a frame carries, the frame), in delivery order
+    frames: list[tuple[list[str], str]] = field(default_factory=list)
+
+    def add(self, records: list[tuple[str, StoredMessage]], batch: bool) -> None:
+        """One subscription's messages, one per frame or (``batch``) packed."""
+        start = 0
+        for count, frame in frames.message_frames([m for _, m in records], batch):
+            self.frames.append(([r for r, _ in records[start : start + count]], frame))
+            start += count
 
 
 class FanoutService:
@@ -102,8 +110,7 @@ class FanoutService:
                 delivery = deliveries.setdefault(
                     sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
                 )
-                for record_id, message in wanted:
-                    delivery.frames.append((record_id, frames.message_frame(message)))
+                delivery.add(wanted, sub.batch)
         report = FanoutReport()
         for sub, epoch in stale:
             self._end_stale(sub, epoch, report)
@@ -135,7 +142,7 @@ class FanoutService:
     def _deliver(self, delivery: _Delivery) -> tuple[int, bool, list[str]]:
         """Post one connection's frames in order: (sent, gone, failed record ids)."""
         sent = 0
-        for position, (_record_id, frame) in enumerate(delivery.frames):
+        for position, (_records, frame) in enumerate(delivery.frames):
             try:
                 self._post(delivery.endpoint, delivery.connection_id, frame)
             except ConnectionGoneError:
@@ -146,7 +153,7 @@ class FanoutService:
                 )
                 # Retry from this record on: stream redelivery is at-least-once and
                 # clients drop seqs they have seen.
-                return sent, False, [rid for rid, _ in delivery.frames[position:]]
+                return sent, False, [r for ids, _ in delivery.frames[position:] for r in ids]
             sent += 1
         return sent, False, []
 

@@ -125,8 +125,8 @@ class SessionService:
         # `publisher` is who authenticated, never what the frame claims.
         outcome = self.appender.append(
             AppendRequest(
-                frame.channel, [NewMessage(body, frame.id)], implicit_create=True,
-                publisher=ctx.principal.publisher,
+                frame.channel, [NewMessage(body, frame.id, token=frame.token)],
+                implicit_create=True, publisher=ctx.principal.publisher, retry=frame.retry,
             ),
             ctx.deadline_ms,
         )
@@ -147,6 +147,7 @@ class SessionService:
             after_seq=after,
             state=SubscriptionState.REPLAYING,
             expires_at=self.clock.now_ms() // 1000 + self.settings.connection_ttl_s,
+            batch=frame.batch,
         )
         try:
             self.subscriptions.subscribe(sub, self.settings.max_subscriptions_per_connection)
@@ -181,7 +182,7 @@ class SessionService:
         cursor, replayed = after, 0
         while True:
             page = self.channels.read_after(meta, cursor, self.settings.replay_page, to_end=True)
-            cursor, replayed = self._send_page(ctx, page, cursor, replayed)
+            cursor, replayed = self._send_page(ctx, sub, page, cursor, replayed)
             if len(page) < self.settings.replay_page:
                 handover = self.subscriptions.go_live(sub, cursor)
                 if handover is not Handover.BEHIND:
@@ -190,10 +191,11 @@ class SessionService:
         self.metrics.count("MessagesReplayed", replayed)
 
     def _send_page(
-        self, ctx: WsContext, page: list[StoredMessage], cursor: int, replayed: int
+        self, ctx: WsContext, sub: Subscription, page: list[StoredMessage], cursor: int,
+        replayed: int,
     ) -> tuple[int, int]:
-        for message in page:
-            self._send(ctx, frames.message_frame(message))
+        for _count, frame in frames.message_frames(page, sub.batch):
+            self._send(ctx, frame)
         return (page[-1].seq if page else cursor), replayed + len(page)
 
     def _check_replay_deadline(

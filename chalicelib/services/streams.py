@@ -161,7 +161,7 @@ class StreamService:
             raise InvalidRequestError("Content-Type is required on appends.")
         bodies: list[NewMessage] = []
         if request.body:
-            meta = self.channels.get(request.name)
+            meta = self.appender.view(request.name)
             # A mismatched content type is refused by the append path, after the producer
             # checks (a producer's retry is a duplicate whatever it carries).
             bodies = (

@@ -22,10 +22,11 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import LocalGateway, LocalGatewayException
+from chalice.local import LocalGateway, LocalGatewayException, MatchResult, RouteMatcher
 
 from .events import API_ID, STAGE, LambdaContext
 from .limits import API_HANDLER, FunctionConfig, Limits
@@ -35,8 +36,52 @@ INTERNAL_ERROR = b'{"message": "Internal server error"}'
 log = logging.getLogger("sbdev")  # no "switchboard" in it: Powertools filters those
 
 
+class ApiGatewayRouteMatcher(RouteMatcher):
+    """Routes matched as API Gateway matches them, where Chalice's local matcher differs:
+
+    - the path is everything before ``?``: a ``;`` is an ordinary path character (Chalice
+      parses it as ``urlparse``'s parameter separator, so ``/v1/stream/a;b`` reached the
+      channel ``a``);
+    - a greedy ``{name+}`` segment (the last of a route) matches one or more segments;
+      literal routes win over captures, and a greedy route only matches what no other does.
+    """
+
+    def match_route(self, url: str) -> MatchResult:
+        parsed = urlsplit(url)
+        query_params = parse_qs(parsed.query, keep_blank_values=True)
+        path = parsed.path
+        if path != "/" and path.endswith("/"):
+            path = path[:-1]
+        parts = path.split("/")
+        greedy: tuple[str, dict[str, str]] | None = None
+        for route_url in self.route_urls:
+            url_parts = route_url.split("/")
+            captured: dict[str, str] = {}
+            if url_parts[-1].startswith("{") and url_parts[-1].endswith("+}"):
+                fixed = url_parts[:-1]
+                if greedy is None and len(parts) > len(fixed) and _same(parts, fixed, captured):
+                    captured[url_parts[-1][1:-2]] = "/".join(parts[len(fixed):])
+                    greedy = (route_url, captured)
+                continue
+            if len(parts) == len(url_parts) and _same(parts, url_parts, captured):
+                return MatchResult(route_url, captured, query_params)
+        if greedy is not None:
+            return MatchResult(greedy[0], greedy[1], query_params)
+        raise ValueError(f"No matching route found for: {url}")
+
+
+def _same(parts: list[str], route_parts: list[str], captured: dict[str, str]) -> bool:
+    for part, route_part in zip(parts, route_parts, strict=False):
+        if route_part.startswith("{") and route_part.endswith("}"):
+            captured[route_part[1:-1]] = part
+        elif part != route_part:
+            return False
+    return True
+
+
 class DevRestGateway(LocalGateway):
-    """``LocalGateway`` with API Gateway's complete proxy event and binary-safe bodies."""
+    """``LocalGateway`` with API Gateway's routing, complete proxy event and binary-safe
+    bodies."""
 
     def __init__(
         self, app: Chalice, domain_name: str, function: FunctionConfig | None = None
@@ -44,10 +89,14 @@ class DevRestGateway(LocalGateway):
         super().__init__(app, Config(chalice_stage="dev", function_name=FUNCTION_NAME))
         self._domain_name = domain_name
         self.function = function or FunctionConfig(API_HANDLER, 30.0, 256)
+        self.event_converter._route_matcher = ApiGatewayRouteMatcher(list(app.routes))
 
     @property
     def binary_types(self) -> list[str]:
-        return list(self._app_object.api.binary_types)
+        """The API's binaryMediaTypes as infra/ deploys them (the app's, and ``*/*``)."""
+        from infra.api import deployed_binary_media_types  # the checkout's (server.py)
+
+        return deployed_binary_media_types(list(self._app_object.api.binary_types))
 
     def _generate_lambda_context(self) -> Any:
         return LambdaContext(

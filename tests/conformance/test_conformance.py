@@ -43,14 +43,10 @@ def _switchboard_command() -> list[str]:
 def dev_url() -> Iterator[str]:
     """A fresh `switchboard dev --port 0` for the suite; yields its base URL."""
     proc = subprocess.Popen(
-        # The suite sends no credentials: run open (the rest of the API tests auth).
-        # --lenient: the suite reads byte streams with `Accept: */*`, and API Gateway returns
-        # a binary body as bytes only when the first Accept value is one of the API's binary
-        # media types (app.api.binary_types does not hold */*); faithfully, 7 byte-stream
-        # cases get base64 text, as they would on AWS. A product defect, reported for a fix
-        # in chalicelib/app.py (tests/e2e/test_dev_limits.py shows it); until then the suite
-        # runs against the relaxed emulator.
-        [*_switchboard_command(), "dev", "--port", "0", "--no-auth", "--no-agent", "--lenient"],
+        # The suite sends no credentials: run open (the rest of the API tests auth). Faithful
+        # limits: its byte-stream reads send `Accept: */*`, which the deployed API's binary
+        # media types match (infra/api.py).
+        [*_switchboard_command(), "dev", "--port", "0", "--no-auth", "--no-agent"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -190,6 +190,19 @@ def test_ids_of_an_old_epoch_do_not_count(store: Any) -> None:
     assert store.append(fresh, 1, [NewMessage(b"1", id="dup")], TS, 99)[0].seq == 1
 
 
+def test_find_token_looks_back_over_the_newest_entries_only(store: Any) -> None:
+    store.create_channel(meta())
+    store.append(meta(), 1, [NewMessage(b"old", token="t-old")], TS - 600_000, 99)
+    for seq in range(2, 6):
+        store.append(meta(), seq, [NewMessage(b"x", token=f"t{seq}")], TS, 99)
+    assert store.find_token("runs:1", EPOCH, "t3", TS - 1000, 10) == 3
+    assert store.find_token("runs:1", EPOCH, "nope", TS - 1000, 10) is None
+    # Older than the window, or beyond the entries it may read: not found.
+    assert store.find_token("runs:1", EPOCH, "t-old", TS - 1000, 10) is None
+    assert store.find_token("runs:1", EPOCH, "t2", TS - 1000, 2) is None
+    assert store.read("runs:1", EPOCH, 0, 1)[0].token == "t-old"
+
+
 def test_read_pages_by_seq_and_stops_at_until(store: Any) -> None:
     store.create_channel(meta())
     store.append(meta(), 1, [NewMessage(str(i).encode()) for i in range(1, 8)], TS, 99)

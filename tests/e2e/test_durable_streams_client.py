@@ -8,14 +8,12 @@ the WebSocket API serves.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from durable_streams import DurableStream, stream
 
 from tests.e2e.conftest import DevServerProcess
-from tests.support.devserver import running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -45,20 +43,9 @@ def test_python_client_appends_reads_and_resumes(dev_server: DevServerProcess) -
     assert messages[1]["offset"] == middle
 
 
-@pytest.fixture(scope="module")
-def lenient_server() -> Iterator[DevServerProcess]:
-    # --lenient: the client reads with httpx's `Accept: */*`, and API Gateway returns a binary
-    # body as bytes only when the first Accept value is one of the API's binary media types
-    # (app.api.binary_types has no */*): faithfully this read gets base64 text, as it would
-    # on AWS. A product defect reported for a fix in app.py/chalicelib
-    # (tests/e2e/test_dev_limits.py::test_binary_responses_need_a_matching_first_accept_value);
-    # until then this test runs against the relaxed emulator.
-    with running("--no-auth", "--no-agent", "--lenient") as server:
-        yield server
-
-
-def test_python_client_binary_stream_round_trips(lenient_server: DevServerProcess) -> None:
-    dev_server = lenient_server
+def test_python_client_binary_stream_round_trips(dev_server: DevServerProcess) -> None:
+    # httpx reads with `Accept: */*`: the bytes arrive because the deployed API's binary media
+    # types include */* (infra/api.py), which the faithful dev gateway applies too.
     url = f"{dev_server.http}/v1/stream/ds-bytes:{uuid.uuid4().hex[:8]}"
     handle = DurableStream.create(url, content_type="application/octet-stream")
     payload = bytes(range(256)) * 4

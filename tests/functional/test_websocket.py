@@ -293,3 +293,48 @@ def test_a_subscriber_catches_up_with_a_channel_that_keeps_publishing() -> None:
         frames += h.take("c1")
         assert seqs(frames) == list(range(1, h.services.channels.get("runs:1").head + 1))
         assert h.store.subscribers("runs:1")[0].state is SubscriptionState.LIVE
+
+
+def test_a_batching_subscriber_gets_its_backlog_and_live_batches_in_few_frames(
+    harness: Harness,
+) -> None:
+    publish_rest(harness, "runs:1", *range(1, 21))
+    harness.connect("c1")
+    harness.send("c1", action="subscribe", channel="runs:1", batch=True, **{"from": "-1"})
+    subscribed, *replayed = harness.take("c1")
+    assert subscribed["type"] == "subscribed"
+    assert [f["type"] for f in replayed] == ["messages"]
+    assert [m["seq"] for m in replayed[0]["messages"]] == list(range(1, 21))
+    harness.pump()  # the backlog's records: replayed already
+    publish_rest(harness, "runs:1", "a", "b", "c")
+    harness.pump()
+    (live,) = harness.take("c1")
+    assert live["type"] == "messages" and [m["data"] for m in live["messages"]] == [
+        "a", "b", "c"]
+    # A subscriber that did not ask keeps one message per frame.
+    harness.connect("c2")
+    harness.send("c2", action="subscribe", channel="runs:1")
+    publish_rest(harness, "runs:1", "d", "e")
+    harness.pump()
+    assert [f["type"] for f in harness.take("c2")[1:]] == ["message", "message"]
+
+
+def test_a_retried_publish_without_an_id_is_recognised_by_its_token(harness: Harness) -> None:
+    harness.connect("c1")
+    harness.send("c1", action="publish", ref="a", channel="runs:t", data=1, token="tok-1")
+    harness.send("c1", action="publish", ref="b", channel="runs:t", data=2)
+    # The answer to "a" was lost: the client retries it, saying so.
+    harness.send("c1", action="publish", ref="a2", channel="runs:t", data=1, token="tok-1",
+                 retry=True)
+    # A token never stored, retried: stored now.
+    harness.send("c1", action="publish", ref="c", channel="runs:t", data=3, token="tok-3",
+                 retry=True)
+    # Without the retry flag a token is not looked for (first attempts cost one write).
+    harness.send("c1", action="publish", ref="d", channel="runs:t", data=1, token="tok-1")
+    acks = {a["ref"]: (a["seq"], a["duplicate"]) for a in harness.take("c1")}
+    assert acks == {"a": (1, False), "b": (2, False), "a2": (1, True), "c": (3, False),
+                    "d": (4, False)}
+    messages = harness.services.channels.read_after(harness.services.channels.get("runs:t"),
+                                                    0, 10)
+    assert [m.data() for m in messages] == [1, 2, 3, 1]
+    assert "token" not in messages[0].to_dict()  # stored, never delivered

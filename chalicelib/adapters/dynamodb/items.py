@@ -193,6 +193,7 @@ def message_from_item(item: dict[str, Any]) -> StoredMessage:
         expires_at=int(item[TTL_ATTRIBUTE]["N"]),
         id=item["id"]["S"] if "id" in item else None,
         publisher=item["publisher"]["S"] if "publisher" in item else None,
+        token=item["rt"]["S"] if "rt" in item else None,
     )
 
 
@@ -210,6 +211,8 @@ def message_item(message: StoredMessage) -> dict[str, Any]:
         item["id"] = {"S": message.id}
     if message.publisher is not None:
         item["publisher"] = {"S": message.publisher}
+    if message.token is not None:
+        item["rt"] = {"S": message.token}
     return item
 
 
@@ -223,6 +226,7 @@ def sub_from_item(item: dict[str, Any]) -> Subscription:
         state=SubscriptionState(item["state"]["S"]),
         expires_at=int(item[TTL_ATTRIBUTE]["N"]),
         missed=int(item["missed"]["N"]) if "missed" in item else 0,
+        batch=bool(item.get("batch", {}).get("BOOL", False)),
     )
 
 

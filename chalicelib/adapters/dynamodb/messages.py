@@ -309,7 +309,7 @@ class DynamoMessageStore:
         stored = [
             StoredMessage(
                 channel=meta.name, epoch=meta.epoch, seq=first_seq + offset, body=m.body,
-                ts=ts, expires_at=expires_at, id=m.id, publisher=m.publisher,
+                ts=ts, expires_at=expires_at, id=m.id, publisher=m.publisher, token=m.token,
             )
             for offset, m in enumerate(messages)
         ]
@@ -393,9 +393,13 @@ class DynamoMessageStore:
         items: list[dict[str, Any]],
         roles: list[str],
     ) -> None:
-        """Add a Durable Streams guard to an append transaction: the stream must still be
-        open and its Stream-Seq and the producer's state unchanged; the new state (and a
-        close marker after the messages) commits with them."""
+        """Add a Durable Streams guard to an append transaction: the producer's state and
+        the stream's Stream-Seq unchanged; the new state (and a close marker after the
+        messages) commits with them. The channel's item joins only for Stream-Seq or close:
+        a closed or deleted log already refuses the messages' seqs with its marker."""
+        self._producer_state(meta, guard, expires_at, items, roles)
+        if guard.stream_seq is None and not guard.close:
+            return
         condition = "epoch = :e AND attribute_not_exists(closed) AND attribute_not_exists(deleted)"
         values: dict[str, Any] = {":e": {"S": meta.epoch}}
         sets: list[str] = []
@@ -422,12 +426,18 @@ class DynamoMessageStore:
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
         }
-        if sets:
-            update["UpdateExpression"] = "SET " + ", ".join(sets)
-            items.append({"Update": update})
-        else:
-            items.append({"ConditionCheck": update})
+        update["UpdateExpression"] = "SET " + ", ".join(sets)
+        items.append({"Update": update})
         roles.append("state")
+
+    def _producer_state(
+        self,
+        meta: ChannelMeta,
+        guard: AppendGuard,
+        expires_at: int,
+        items: list[dict[str, Any]],
+        roles: list[str],
+    ) -> None:
         producer = guard.producer
         if producer is None:
             return
@@ -543,6 +553,34 @@ class DynamoMessageStore:
                     found[message_id] = int(item["seq"]["N"])
                 request = dict(response.get("UnprocessedKeys") or {})
         return found
+
+    def find_token(
+        self, name: str, epoch: str, token: str, since_ms: int, most: int
+    ) -> int | None:
+        # Newest first, only the attributes that matter: a retry's original is among the
+        # last few entries (this runs only for retries, never on a first attempt).
+        request: dict[str, Any] = {
+            "TableName": self.messages_table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": log_key(name, epoch)}},
+            "ProjectionExpression": "seq, ts, rt",
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        seen = 0
+        while seen < most:
+            request["Limit"] = min(100, most - seen)
+            response = self.client.query(**request)
+            for item in response.get("Items", []):
+                if "ts" in item and int(item["ts"]["N"]) < since_ms:
+                    return None
+                if item.get("rt", {}).get("S") == token:
+                    return int(item["seq"]["N"])
+            seen += len(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return None
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return None
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None

@@ -115,6 +115,7 @@ class DynamoSubscriptionStore:
                 "epoch": {"S": subscription.epoch},
                 "after": num(subscription.after_seq),
                 "state": {"S": SubscriptionState.REPLAYING.value},
+                "batch": {"BOOL": subscription.batch},
                 TTL_ATTRIBUTE: num(subscription.expires_at),
             },
         )
