@@ -204,7 +204,7 @@ def measure() -> dict[str, Any]:
         services.streams.create(CreateStream("bench:ds", "application/json", None, None,
                                              False, b""))
         mark = meter.snapshot()
-        for i in range(n):
+        for _ in range(n):
             services.streams.append(AppendStream("bench:ds", json.dumps([data]).encode(),
                                                  "application/json", False, None, None))
         results["Durable Streams append (one message)"] = per(meter.since(mark), n)
