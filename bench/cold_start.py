@@ -1,7 +1,8 @@
 """Cold start of every Lambda function, side by side with a bare Chalice app (issue 11).
 
     .venv/bin/python bench/cold_start.py [--runs 11] [--env lambda|venv]
-                                         [--bytecode none|cached] [--no-breakdown] [--json]
+                                         [--bytecode none|cached] [--no-breakdown]
+                                         [--importtime-dir DIR] [--json]
 
 Every sample is a fresh interpreter (a cold Lambda container is one; an in-process re-import
 would hit the module cache). Two comparisons, interleaved so that machine load hits both sides
@@ -196,9 +197,11 @@ def lambda_packages() -> tuple[Path, dict[str, str]]:
     _pip("--target", str(root / "task"), "--no-compile", "-r", str(ROOT / "requirements.txt"))
     _pip("--target", str(root / "chalice-dist"), "--no-compile", "--no-deps",
          f"chalice=={pins['chalice']}")
-    (root / "task" / "chalice").mkdir()
-    for name in ("app.py", "__init__.py"):
-        shutil.copy2(root / "chalice-dist" / "chalice" / name, root / "task" / "chalice" / name)
+    # The bare app's zip holds Chalice alone (ours: Chalice and the requirements).
+    for target in (root / "task" / "chalice", root / "chalice-only" / "chalice"):
+        target.mkdir(parents=True)
+        for name in ("app.py", "__init__.py"):
+            shutil.copy2(root / "chalice-dist" / "chalice" / name, target / name)
     shutil.rmtree(root / "chalice-dist")
     # The runtime's boto3 (precompiled, as pip installs it).
     _pip("--target", str(root / "runtime"), f"boto3=={pins['boto3']}",
@@ -224,12 +227,14 @@ def environment(name: str, bytecode: str) -> Environment:
         )
     root, pins = lambda_packages()
     python = str(root / "venv" / "bin" / "python")
-    task = root / "task"
+    task, chalice = root / "task", root / "chalice-only"
     if bytecode == "cached":
-        task = root / "task-pyc"
-        if not task.exists():
-            shutil.copytree(root / "task", task)
-            _compile(python, task)
+        for source in (task, chalice):
+            compiled = source.with_name(source.name + "-pyc")
+            if not compiled.exists():
+                shutil.copytree(source, compiled)
+                _compile(python, compiled)
+        task, chalice = root / "task-pyc", root / "chalice-only-pyc"
         _compile(python, ours, bare)
     description = (
         f"Lambda mirror ({root.relative_to(ROOT)}): Python {pins['python']}, "
@@ -238,7 +243,7 @@ def environment(name: str, bytecode: str) -> Environment:
     )
     runtime = str(root / "runtime")
     return Environment("lambda", description, python, [str(ours), str(task), runtime],
-                       [str(bare), str(task), runtime])
+                       [str(bare), str(chalice), runtime])
 
 
 # -- the helper process: moto and the @connections stub -------------------------------------
@@ -600,10 +605,10 @@ def measure(env: Environment, setup: Setup, scenarios: list[Scenario], runs: int
 GROUPS = {
     "chalice": "chalice", "app": "ours", "chalicelib": "ours",
     "boto3": "boto3", "botocore": "boto3", "s3transfer": "boto3", "urllib3": "boto3",
-    "dateutil": "boto3", "six": "boto3", "jmespath": "boto3",
+    "dateutil": "boto3", "six": "boto3", "jmespath": "jmespath",
     "pydantic": "pydantic", "pydantic_core": "pydantic", "pydantic_settings": "pydantic",
     "annotated_types": "pydantic", "typing_inspection": "pydantic", "dotenv": "pydantic",
-    "typing_extensions": "pydantic",
+    "typing_extensions": "typing_extensions",
     "aws_lambda_powertools": "powertools", "jwt": "jwt", "cryptography": "jwt",
 }
 
@@ -625,19 +630,23 @@ def breakdown(stderr: str, total_s: float) -> dict[str, float]:
     return {k: round(v, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
-def breakdowns(env: Environment, setup: Setup, scenarios: list[Scenario]
-               ) -> dict[str, dict[str, float]]:
-    rows = {}
+def breakdowns(env: Environment, setup: Setup, scenarios: list[Scenario],
+               keep: Path | None) -> dict[str, dict[str, float]]:
+    """One ``-X importtime`` run of the baseline and of each function (kept in ``keep``)."""
     bare_event = rest_event("GET", "/items/bench-item", "/items/{item}", {"item": "bench-item"},
                             {})
-    result, _, err = measure_one(env, setup, env.bare, "bare", "app", bare_event, True)
-    rows["baseline"] = {"first_s": round(result["first_s"], 4),
-                        **breakdown(err, result["first_s"])}
-    for s in scenarios:
-        result, _, err = measure_one(env, setup, env.ours, s.function, s.handler, s.events[-1],
-                                     True)
-        rows[s.name] = {"first_s": round(result["first_s"], 4),
-                        **breakdown(err, result["first_s"])}
+    runs = [("baseline", env.bare, "bare", "app", bare_event)] + [
+        (s.name, env.ours, s.function, s.handler, s.events[-1]) for s in scenarios
+    ]
+    rows = {}
+    for name, paths, function, handler, event in runs:
+        result, _, err = measure_one(env, setup, paths, function, handler, event, True)
+        rows[name] = {"first_s": round(result["first_s"], 4),
+                      **breakdown(err, result["first_s"])}
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
+            (keep / f"{slug}.txt").write_text(err)
     return rows
 
 
@@ -713,6 +722,8 @@ def main() -> int:
     parser.add_argument("--bytecode", choices=("none", "cached"), default="none")
     parser.add_argument("--no-breakdown", action="store_true",
                         help="skip the -X importtime run of each function")
+    parser.add_argument("--importtime-dir", type=Path,
+                        help="keep the raw -X importtime output of each function there")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -728,7 +739,8 @@ def main() -> int:
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' logs and metrics
             scenarios = setup.run()
         baseline = measure(env, setup, scenarios, args.runs)
-        rows = None if args.no_breakdown else breakdowns(env, setup, scenarios)
+        rows = (None if args.no_breakdown
+                else breakdowns(env, setup, scenarios, args.importtime_dir))
         frames = helper.frames()
     finally:
         helper.close()
