@@ -4,6 +4,9 @@ Tokens are JWTs (PyJWT), HS256, signed with the issuing key's secret and naming 
 ``kid`` header, so any Lambda verifies them with no database read: signature, expiry (with a
 little clock skew), issuer, and that the claimed capabilities stay within the key's. ``alg:
 none`` and every other algorithm are refused; a revoked or unknown key invalidates its tokens.
+
+PyJWT is imported when a token is first verified or issued, not with this module: requests
+authenticated with an API key, and functions that never see a token, do not pay for it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Any
-
-import jwt
 
 from ..core.capabilities import ApiKey, Capabilities, Principal
 from ..core.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
@@ -70,6 +71,8 @@ class Authenticator:
         return Principal("key", None, key.capabilities, key_id=key.id)
 
     def from_token(self, token: str) -> Principal:
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -147,6 +150,8 @@ class Authenticator:
             "iss": ISSUER, "sub": client_id, "iat": now, "nbf": now, "exp": now + ttl_s,
             "caps": caps.to_dict(),
         }
+        import jwt
+
         token = jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.id})
         return {"token": token, "client_id": client_id, "expires": (now + ttl_s) * 1000,
                 "capabilities": caps.to_dict()}
