@@ -138,6 +138,8 @@ class Switchboard:
         try:  # the server decides whether these credentials may issue tokens
             return await self.http.issue_token(client_id, capabilities, ttl)
         except UnauthorizedError as error:
+            if not self._credentials.given:
+                raise  # already says what to set
             raise with_hint(error, "Construct the client that issues tokens with "
                             "api_key='<key id>:<secret>' (or set SWITCHBOARD_API_KEY).") from None
 
