@@ -31,7 +31,9 @@ const params = new URLSearchParams(location.search);
 const options = { backoffInitial: 50, backoffMax: 400 };
 if (params.get("token")) options.token = params.get("token");
 if (params.get("auth") === "throws") {
-  options.auth = async () => { throw new UnauthorizedError("The backend would not issue a token."); };
+  options.auth = async () => {
+    throw new UnauthorizedError("The backend would not issue a token.");
+  };
 }
 const started = performance.now();
 const sb = new Switchboard(location.origin, options);
