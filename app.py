@@ -1,7 +1,8 @@
-"""Switchboard's Chalice app: routes and event sources, one line each.
+"""Switchboard's Chalice app: routes and event sources, each a call into chalicelib/handlers.
 
-Everything is built lazily on first use (chalicelib/bootstrap.py), so importing this module
-costs a cold start nothing but Chalice itself. The handler bodies live in chalicelib/handlers.
+Everything is imported and built on first use (each route imports its handler module, the
+services come from chalicelib/bootstrap.py), so importing this module — what every Lambda
+function's init phase does — costs little more than Chalice itself (bench/cold_start.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from chalice.app import Chalice, CORSConfig, DynamoDBEvent, Request, Response, WebsocketEvent
 
-from chalicelib import observability
-from chalicelib.handlers import authn, durable_streams, fanout, rest, websocket
+from chalicelib.core import stream_headers
+from chalicelib.handlers.invocation import observed
 
 
 class _Chalice(Chalice):
@@ -42,72 +43,67 @@ STREAM_CONTENT_TYPES = ["*/*"]
 # responses expose its response headers.
 STREAM_CORS = CORSConfig(
     allow_origin="*",
-    allow_headers=[
-        "Content-Type", "Authorization", "If-None-Match", "Stream-Seq", "Stream-TTL",
-        "Stream-Expires-At", "Stream-Closed", "Producer-Id", "Producer-Epoch", "Producer-Seq",
-        "Stream-Forked-From", "Stream-Fork-Offset", "Stream-Fork-Sub-Offset",
-    ],
-    expose_headers=[
-        "Stream-Next-Offset", "Stream-Cursor", "Stream-Up-To-Date", "Stream-Closed",
-        "Stream-TTL", "Stream-Expires-At", "Stream-SSE-Data-Encoding", "ETag", "Location",
-        "Producer-Epoch", "Producer-Seq", "Producer-Expected-Seq", "Producer-Received-Seq",
-    ],
+    allow_headers=list(stream_headers.REQUEST_HEADERS),
+    expose_headers=list(stream_headers.RESPONSE_HEADERS),
     max_age=86400,
 )
 
 
 @app.middleware("all")
-def log_invocation(event: Any, get_response: Any) -> Any:
-    """Tag every log line of this invocation with Lambda's request id and function name."""
+def invocation(event: Any, get_response: Any) -> Any:
+    """Around every invocation: tag its log lines, flush its metrics."""
     # REST requests carry the Lambda context as .lambda_context (.context is API Gateway's);
     # event-source events (WebSocket, DynamoDB stream) carry it as .context.
     is_rest = isinstance(event, Request)
     context = getattr(event, "lambda_context" if is_rest else "context", None)
-    if context is not None:
-        observability.logger.thread_safe_append_keys(
-            request_id=getattr(context, "aws_request_id", None),
-            function=getattr(context, "function_name", None),
-        )
-    return get_response(event)
+    return observed(get_response, event, context)
 
 
 @app.route("/v1/health", methods=["GET"])
 def health() -> Response:
+    from chalicelib.handlers import rest
     return rest.health()
 
 
 @app.route("/v1/openapi.json", methods=["GET"])
 def openapi() -> Response:
+    from chalicelib.handlers import rest
     return rest.openapi()
 
 
 @app.route("/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
 def issue_token() -> Response:
+    from chalicelib.handlers import rest
     return rest.issue_token(app.current_request)
 
 
 @app.route("/v1/channels/{channel}", methods=["GET"])
 def get_channel(channel: str) -> Response:
+    from chalicelib.handlers import rest
     return rest.get_channel(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES)
 def put_channel(channel: str) -> Response:
+    from chalicelib.handlers import rest
     return rest.put_channel(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}", methods=["DELETE"])
 def delete_channel(channel: str) -> Response:
+    from chalicelib.handlers import rest
     return rest.delete_channel(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}/messages", methods=["GET"])
 def get_messages(channel: str) -> Response:
+    from chalicelib.handlers import rest
     return rest.get_messages(app.current_request, channel)
 
 
 @app.route("/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
 def post_messages(channel: str) -> Response:
+    from chalicelib.handlers import rest
     return rest.post_messages(app.current_request, channel)
 
 
@@ -118,27 +114,32 @@ def post_messages(channel: str) -> Response:
     cors=STREAM_CORS,
 )
 def stream(channel: str) -> Response:
+    from chalicelib.handlers import durable_streams
     return durable_streams.dispatch(app.current_request, channel)
 
 
 @app.lambda_function(name="ws_authorizer")
 def ws_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The WebSocket $connect authorizer (wired by infra/; the dev gateway calls it too)."""
-    return authn.authorize_connect(event)
+    from chalicelib.handlers import principals
+    return principals.authorize_connect(event)
 
 
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> dict[str, Any]:
+    from chalicelib.handlers import websocket
     return websocket.connect(event)
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> dict[str, Any]:
+    from chalicelib.handlers import websocket
     return websocket.message(event)
 
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> dict[str, Any]:
+    from chalicelib.handlers import websocket
     return websocket.disconnect(event)
 
 
@@ -153,4 +154,5 @@ def disconnect(event: WebsocketEvent) -> dict[str, Any]:
     starting_position="LATEST",
 )
 def fanout_records(event: DynamoDBEvent) -> dict[str, Any]:
+    from chalicelib.handlers import fanout
     return fanout.handle(event.to_dict(), event.context)

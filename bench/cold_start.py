@@ -38,8 +38,7 @@ import time
 t = time.perf_counter()
 import app
 from chalicelib import bootstrap
-from chalicelib.observability import service_metrics
-bootstrap.services(service_metrics)
+bootstrap.services()
 print(time.perf_counter() - t)
 """
 

@@ -34,7 +34,8 @@ from chalicelib import bootstrap
 from chalicelib.adapters.clock import SystemClock
 from chalicelib.adapters.memory import RecordingSender
 from chalicelib.core.messages import NewMessage
-from chalicelib.services import WsContext
+from chalicelib.services.appends import AppendRequest
+from chalicelib.services.sessions import WsContext
 from chalicelib.settings import Settings
 from tests.support.aws import dynamo_store, moto_dynamodb
 
@@ -170,9 +171,10 @@ def measure() -> dict[str, Any]:
         results["publish (WebSocket, with id)"] = per(meter.since(mark), n)
 
         mark = meter.snapshot()
-        services.channels.publish(
+        services.appender.append(AppendRequest(
             "bench:warm",
-            [NewMessage(services.channels.encode(data), f"b{i}") for i in range(10)])
+            [NewMessage(services.channels.encode(data), f"b{i}") for i in range(10)],
+            implicit_create=True))
         results["publish (REST batch of 10 with ids), per message"] = per(meter.since(mark), 10)
 
         mark = meter.snapshot()
@@ -210,7 +212,7 @@ def measure() -> dict[str, Any]:
             results[f"fan-out of one message to {subscribers} subscriber(s)"] = cost
 
         mark = meter.snapshot()
-        services.sessions.disconnect("s1")
+        services.sessions.end_connection("s1")
         results["$disconnect (1 subscription)"] = meter.since(mark)
     return results
 

@@ -22,16 +22,21 @@ from chalicelib.adapters.memory import RecordingSender
 from chalicelib.core.forks import ZERO_OFFSET, parse_fork_offset
 from chalicelib.core.messages import NewMessage
 from chalicelib.core.offsets import StartRequest
+from chalicelib.services.appends import AppendRequest
+from chalicelib.services.forks import ForkRequest, fork
 from chalicelib.settings import Settings
-from chalicelib.stream_forks import ForkRequest, fork
 from tests.support.aws import dynamo_store, moto_dynamodb
 
 
 def _request(name: str, source: str, sub_offset: int = 0) -> ForkRequest:
     return ForkRequest(
-        name=name, source=source,
+        name=name,
+        source=source,
         offset=parse_fork_offset(ZERO_OFFSET) if sub_offset else None,
-        sub_offset=sub_offset, content_type=None, ttl_s=None, expires_at=None,
+        sub_offset=sub_offset,
+        content_type=None,
+        ttl_s=None,
+        expires_at=None,
         ttl_given=False,
     )
 
@@ -43,11 +48,19 @@ def measure() -> dict[str, Any]:
         client.meta.events.register("provide-client-params.dynamodb.*", meter.provide)
         client.meta.events.register("after-call.dynamodb.*", meter.after)
         store = dynamo_store(client)
-        services = bootstrap.build(Settings(auth_enabled=False), store, store,
-                                   RecordingSender(), SystemClock(), rng=random.Random(1))
+        services = bootstrap.build(
+            Settings(auth_enabled=False),
+            store,
+            store,
+            RecordingSender(),
+            SystemClock(),
+            rng=random.Random(1),
+        )
         channels = services.channels
         channels.create("src", content_type="text/plain")
-        channels.append_stream("src", [NewMessage(b"x" * 200)] * 20, "text/plain")
+        services.appender.append(
+            AppendRequest("src", [NewMessage(b"x" * 200)] * 20, content_type="text/plain")
+        )
 
         def count(label: str, action: Any) -> None:
             mark = meter.snapshot()
@@ -55,9 +68,13 @@ def measure() -> dict[str, Any]:
             results[label] = meter.since(mark)
 
         count("fork at the tail", lambda: fork(channels, _request("f1", "src")))
-        count("fork with a byte sub-offset (partial entry)",
-              lambda: fork(channels, _request("f2", "src", sub_offset=100)))
-        channels.append_stream("f1", [NewMessage(b"y" * 200)] * 5, "text/plain")
+        count(
+            "fork with a byte sub-offset (partial entry)",
+            lambda: fork(channels, _request("f2", "src", sub_offset=100)),
+        )
+        services.appender.append(
+            AppendRequest("f1", [NewMessage(b"y" * 200)] * 5, content_type="text/plain")
+        )
         count("fork of a fork", lambda: fork(channels, _request("f3", "f1")))
 
         def read_fork() -> None:
@@ -65,15 +82,22 @@ def measure() -> dict[str, Any]:
             channels.read_after(meta, channels.resolve(meta, StartRequest("beginning")), 1000)
 
         count("read a 2-level fork from -1 (25 messages, 3 logs)", read_fork)
-        count("append to a fork", lambda: channels.append_stream(
-            "f3", [NewMessage(b"z" * 200)], "text/plain"))
+        count(
+            "append to a fork",
+            lambda: services.appender.append(
+                AppendRequest("f3", [NewMessage(b"z" * 200)], content_type="text/plain")
+            ),
+        )
         count("delete a source that has forks (soft)", lambda: channels.delete("src"))
-        count("HEAD of a soft-deleted source (410; its first fork is live)",
-              lambda: _expect_gone(channels))
+        count(
+            "HEAD of a soft-deleted source (410; its first fork is live)",
+            lambda: _expect_gone(channels),
+        )
         count("delete a fork (source still held)", lambda: channels.delete("f2"))
         count("delete a fork of a fork (releases f1)", lambda: channels.delete("f3"))
-        count("delete the last fork (collects the soft-deleted source)",
-              lambda: channels.delete("f1"))
+        count(
+            "delete the last fork (collects the soft-deleted source)", lambda: channels.delete("f1")
+        )
     return results
 
 

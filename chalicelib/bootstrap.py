@@ -1,7 +1,9 @@
 """Composition root: build the services from settings (AWS) or from given adapters (tests).
 
-Nothing here runs at import time; app.py calls :func:`services` on first use and keeps the
-result for the life of the Lambda container.
+Nothing here runs at import time; the handlers call :func:`services` on first use and the
+result lives as long as the Lambda container. Metrics are wired here too: CloudWatch EMF on
+AWS (flushed by app.py's middleware after every invocation), nothing in tests unless a test
+passes its own.
 """
 
 from __future__ import annotations
@@ -11,9 +13,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import Authenticator, KeyRing
-from .ports import Clock, ConnectionSender, MessageStore, SubscriptionStore
-from .services import ChannelService, FanoutService, Metrics, SessionService
+from .ports import (
+    NO_METRICS,
+    Clock,
+    ConnectionSender,
+    KeyRing,
+    MessageStore,
+    Metrics,
+    SubscriptionStore,
+)
+from .services.appends import Appender
+from .services.channels import ChannelService
+from .services.credentials import Authenticator
+from .services.fanout import FanoutService
+from .services.sessions import SessionService
+from .services.streams import StreamService
 from .settings import Settings, get_settings
 
 
@@ -21,10 +35,18 @@ from .settings import Settings, get_settings
 class Services:
     settings: Settings
     channels: ChannelService
+    appender: Appender
+    streams: StreamService
     sessions: SessionService
     fanout: FanoutService
+    metrics: Metrics
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
+
+    def flush_metrics(self) -> None:
+        flush = getattr(self.metrics, "flush", None)
+        if flush is not None:
+            flush()
 
 
 def build(
@@ -33,13 +55,14 @@ def build(
     subscriptions: SubscriptionStore,
     sender: ConnectionSender,
     clock: Clock,
-    metrics: Metrics | None = None,
+    metrics: Metrics = NO_METRICS,
     rng: random.Random | None = None,
     keys: KeyRing | None = None,
 ) -> Services:
     rng = rng or random.Random()
-    metrics = metrics or Metrics()
     channels = ChannelService(store, settings, clock, rng, metrics)
+    appender = Appender(channels, settings, clock, rng, metrics)
+    sessions = SessionService(channels, appender, subscriptions, sender, settings, clock, metrics)
     auth = None
     if settings.auth_enabled:
         auth = Authenticator(
@@ -48,8 +71,11 @@ def build(
     return Services(
         settings=settings,
         channels=channels,
-        sessions=SessionService(channels, subscriptions, sender, settings, clock, metrics),
-        fanout=FanoutService(subscriptions, sender, settings, clock, rng, metrics),
+        appender=appender,
+        streams=StreamService(channels, appender, settings, clock, rng),
+        sessions=sessions,
+        fanout=FanoutService(sessions, settings, clock, rng, metrics),
+        metrics=metrics,
         auth=auth,
     )
 
@@ -78,13 +104,14 @@ def key_ring(settings: Settings) -> KeyRing:
     return StaticKeyRing({})  # authentication on and no keys: nobody gets in
 
 
-def build_aws(settings: Settings, metrics: Metrics | None = None) -> Services:
+def build_aws(settings: Settings) -> Services:
     import boto3
     from botocore.config import Config
 
     from .adapters.apigateway import ApiGatewaySender
     from .adapters.clock import SystemClock
-    from .adapters.dynamodb import DynamoStore
+    from .adapters.dynamodb import DynamoMessageStore, DynamoSubscriptionStore
+    from .adapters.metrics import PowertoolsMetrics
 
     session = boto3.session.Session()
     client: Any = session.client(
@@ -96,13 +123,14 @@ def build_aws(settings: Settings, metrics: Metrics | None = None) -> Services:
             max_pool_connections=max(10, settings.fanout_concurrency),
         ),
     )
-    store = DynamoStore(
-        client, settings.channels_table, settings.messages_table, settings.connections_table
+    store = DynamoMessageStore(client, settings.channels_table, settings.messages_table)
+    subscriptions = DynamoSubscriptionStore(
+        client, settings.channels_table, settings.connections_table
     )
     sender = ApiGatewaySender(
         session, settings.region, max_pool_connections=settings.fanout_concurrency * 2
     )
-    return build(settings, store, store, sender, SystemClock(), metrics)
+    return build(settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics())
 
 
 _services: Services | None = None
@@ -110,7 +138,7 @@ _override: Services | None = None
 _lock = threading.Lock()
 
 
-def services(metrics: Metrics | None = None) -> Services:
+def services() -> Services:
     """The process-wide services: the override if a test installed one, else AWS."""
     global _services
     if _override is not None:
@@ -118,8 +146,13 @@ def services(metrics: Metrics | None = None) -> Services:
     if _services is None:
         with _lock:
             if _services is None:
-                _services = build_aws(get_settings(), metrics)
+                _services = build_aws(get_settings())
     return _services
+
+
+def built() -> Services | None:
+    """The services if something already built them (the middleware flushes only then)."""
+    return _override if _override is not None else _services
 
 
 def install(override: Services | None) -> None:

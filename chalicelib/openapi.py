@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-VERSION = "0.1.0"
+from . import __version__
 
 _CHANNEL = {
     "name": "channel", "in": "path", "required": True,
@@ -132,7 +132,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Switchboard",
-            "version": VERSION,
+            "version": __version__,
             "description": "Durable, addressable pub/sub channels. WebSocket protocol and "
                            "semantics: docs/protocol.md.",
         },

@@ -1,8 +1,14 @@
-"""The ports: what the services need from the outside world, as structural interfaces.
+"""The ports: everything the services need from the outside world, as structural interfaces.
 
-Each has an in-memory adapter (tests, and anything that must not touch AWS) and an AWS
-adapter (DynamoDB, the API Gateway Management API). One contract suite
-(tests/contract) runs against every store implementation.
+    MessageStore        channel metadata and logs        adapters/dynamodb, adapters/memory
+    SubscriptionStore   connections and subscriptions    adapters/dynamodb, adapters/memory
+    ConnectionSender    posts frames to sockets          adapters/apigateway, RecordingSender
+    Clock               time and sleeping                adapters/clock, tests' FakeClock
+    Metrics             counters                         adapters/metrics
+    KeyRing             API keys by id                   adapters/keys
+
+Each store has an in-memory twin (tests, and anything that must not touch AWS) and an AWS
+adapter; one contract suite (tests/contract) runs against every store implementation.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
 from .core.messages import NewMessage, StoredMessage
 from .core.producers import ProducerState
@@ -75,7 +82,6 @@ class SendThrottledError(Exception):
 
 class SendFailedError(Exception):
     """A post failed for another reason; the fan-out reports the record as failed."""
-
 
 
 class MessageStore(Protocol):
@@ -167,10 +173,29 @@ class ConnectionSender(Protocol):
     def send(self, endpoint: str, connection_id: str, data: str) -> None:
         """Post one frame; raise ConnectionGoneError, SendThrottledError or SendFailedError."""
 
-    def close(self, endpoint: str, connection_id: str) -> None: ...
-
 
 class Clock(Protocol):
-    def now_ms(self) -> int: ...
+    def now_ms(self) -> int:
+        """Wall-clock time, epoch milliseconds (also what deadlines are measured in)."""
 
     def sleep(self, seconds: float) -> None: ...
+
+
+class Metrics(Protocol):
+    def count(self, name: str, value: float = 1) -> None:
+        """Add ``value`` to the counter ``name`` (flushed once per invocation)."""
+
+
+class NullMetrics:
+    """Counts nothing (tests, and wherever no metrics are wanted)."""
+
+    def count(self, name: str, value: float = 1) -> None:
+        pass
+
+
+NO_METRICS: Metrics = NullMetrics()
+
+
+class KeyRing(Protocol):
+    def get(self, key_id: str) -> ApiKey | None:
+        """The API key with this id, or None."""

@@ -8,7 +8,7 @@ One table of grants feeds two outputs:
   which Chalice needs on disk (``autogen_policy`` is off) and which ``chalice deploy`` would use;
   its ARNs are pinned by name because the account, region and API id are unknown there.
 
-Where the actions come from (chalicelib/adapters/dynamodb.py, read per call):
+Where the actions come from (chalicelib/adapters/dynamodb/, read per call):
 
 - channels:    GetItem (get_channel, first read of a subscribe), PutItem (create_channel, the
                id claims inside ``append``'s transaction), UpdateItem (the head, in the same

@@ -22,7 +22,7 @@ from . import iam
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
 
-TTL_ATTRIBUTE = "expires_at"  # chalicelib/adapters/dynamodb.py TTL_ATTRIBUTE
+TTL_ATTRIBUTE = "expires_at"  # chalicelib/adapters/dynamodb/items.py TTL_ATTRIBUTE
 FANOUT_EVENT = "FanoutRecordsDynamodbEventSource"  # Chalice's name for the stream trigger
 ALARM_TOPIC = "AlarmTopic"
 DASHBOARD = "Dashboard"

@@ -8,7 +8,6 @@ thread-safe, so the fan-out can post to many connections at once.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any
 
@@ -67,8 +66,3 @@ class ApiGatewaySender:
             raise SendFailedError(f"{code} ({status})") from None
         except Exception as error:  # connection reset, timeout: worth a retry
             raise SendFailedError(type(error).__name__) from None
-
-    def close(self, endpoint: str, connection_id: str) -> None:
-        client = self._client(endpoint)
-        with contextlib.suppress(client.exceptions.GoneException):
-            client.delete_connection(ConnectionId=connection_id)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.auth import ApiKey
+from ..core.capabilities import ApiKey
 
 
 def parse_keys(document: str) -> dict[str, ApiKey]:

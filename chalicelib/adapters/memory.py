@@ -263,7 +263,6 @@ class RecordingSender:
 
     sent: dict[str, list[str]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
-    closed: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, endpoint: str, connection_id: str, data: str) -> None:
@@ -271,7 +270,3 @@ class RecordingSender:
             raise ConnectionGoneError(connection_id)
         with self._lock:
             self.sent.setdefault(connection_id, []).append(data)
-
-    def close(self, endpoint: str, connection_id: str) -> None:
-        self.closed.append(connection_id)
-        self.gone.add(connection_id)

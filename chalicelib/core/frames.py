@@ -24,7 +24,6 @@ class Subscribe:
     ref: str | None
     channel: str
     start: StartRequest
-    from_raw: str
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,7 @@ def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
         return Ping(ref)
     channel = validate_channel(obj.get("channel"))
     if action == "subscribe":
-        from_raw = obj.get("from", "now")
-        return Subscribe(ref, channel, parse_start(from_raw), str(from_raw))
+        return Subscribe(ref, channel, parse_start(obj.get("from", "now")))
     if action == "unsubscribe":
         return Unsubscribe(ref, channel)
     if "data" not in obj:

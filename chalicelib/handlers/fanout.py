@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..adapters.stream_records import inserted_messages
 from ..bootstrap import services
-from ..observability import flush_metrics, logger, service_metrics
+from ..observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -32,10 +32,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     (which takes effect with ReportBatchItemFailures on the event source mapping, see infra/).
     """
     records = event.get("Records", [])
-    try:
-        report = services(service_metrics).fanout.fan_out(inserted_messages(records))
-    finally:
-        flush_metrics()
+    report = services().fanout.fan_out(inserted_messages(records))
     if report.failed_records:
         logger.warning("fan-out incomplete", extra={"failed": len(report.failed_records)})
 

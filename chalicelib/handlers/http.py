@@ -10,7 +10,7 @@ from typing import Any, ParamSpec
 from chalice.app import Response
 
 from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
-from ..observability import flush_metrics, logger
+from ..observability import logger
 
 P = ParamSpec("P")
 
@@ -42,8 +42,6 @@ def handles_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
         except Exception:
             logger.exception("request failed")
             return error_response(InternalError("The server failed; retry the request."))
-        finally:
-            flush_metrics()
 
     return wrapper
 

@@ -7,24 +7,23 @@ from typing import Any
 
 from chalice.app import Request, Response
 
+from .. import __version__
 from ..bootstrap import services
-from ..core.auth import ADMIN, HISTORY, PUBLISH
+from ..core.capabilities import ADMIN, HISTORY, PUBLISH
 from ..core.errors import ConflictError, InvalidRequestError, TooLargeError, UnauthorizedError
 from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.names import validate_channel
 from ..core.offsets import parse_start
-from ..observability import service_metrics
-from .authn import http_principal
+from ..services.appends import AppendRequest
 from .http import handles_errors, int_param, json_response, parse_json
-
-VERSION = "0.1.0"
+from .principals import http_principal
 
 
 def _body(request: Request) -> bytes | None:
     raw = request.raw_body
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    limit = services(service_metrics).settings.max_request_bytes
+    limit = services().settings.max_request_bytes
     if raw and len(raw) > limit:
         raise TooLargeError(
             f"The request body is {len(raw)} bytes; the limit is {limit}.",
@@ -35,7 +34,7 @@ def _body(request: Request) -> bytes | None:
 
 @handles_errors
 def health() -> Response:
-    return json_response({"status": "ok", "service": "switchboard", "version": VERSION})
+    return json_response({"status": "ok", "service": "switchboard", "version": __version__})
 
 
 @handles_errors
@@ -48,7 +47,7 @@ def openapi() -> Response:
 @handles_errors
 def issue_token(request: Request) -> Response:
     """``POST /v1/tokens`` with an API key: a short-lived token for one client."""
-    svc = services(service_metrics)
+    svc = services()
     if svc.auth is None:
         raise UnauthorizedError(
             "Authentication is off on this server (switchboard dev --no-auth): no tokens "
@@ -70,7 +69,7 @@ def issue_token(request: Request) -> Response:
 @handles_errors
 def get_channel(request: Request, channel: str) -> Response:
     http_principal(request, validate_channel(channel), HISTORY)
-    return json_response(services(service_metrics).channels.info(channel))
+    return json_response(services().channels.info(channel))
 
 
 @handles_errors
@@ -88,7 +87,7 @@ def put_channel(request: Request, channel: str) -> Response:
         not isinstance(retention, int) or isinstance(retention, bool) or retention < 1
     ):
         raise InvalidRequestError("'retention' must be a positive number of seconds.")
-    channels = services(service_metrics).channels
+    channels = services().channels
     meta, created = channels.create(channel, retention_s=retention)
     if not created and retention is not None and meta.retention_s != retention:
         raise ConflictError(
@@ -101,7 +100,7 @@ def put_channel(request: Request, channel: str) -> Response:
 @handles_errors
 def delete_channel(request: Request, channel: str) -> Response:
     http_principal(request, validate_channel(channel), ADMIN)
-    services(service_metrics).channels.delete(channel)
+    services().channels.delete(channel)
     return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
 
 
@@ -109,7 +108,7 @@ def delete_channel(request: Request, channel: str) -> Response:
 def get_messages(request: Request, channel: str) -> Response:
     http_principal(request, validate_channel(channel), HISTORY)
     params: Mapping[str, str] = request.query_params or {}
-    svc = services(service_metrics)
+    svc = services()
     limit = int_param(params.get("limit"), "limit", 100, 1, svc.settings.history_max_limit)
     result = svc.channels.read(channel, parse_start(params.get("from"), default="-1"), limit)
     return json_response(
@@ -125,23 +124,26 @@ def get_messages(request: Request, channel: str) -> Response:
 def post_messages(request: Request, channel: str) -> Response:
     principal = http_principal(request, validate_channel(channel), PUBLISH)
     body = parse_json(_body(request))
-    svc = services(service_metrics)
+    svc = services()
     items = body if isinstance(body, list) else [body]
     if not items:
         raise InvalidRequestError("The list of messages is empty; send at least one.")
-    messages = [_new_message(svc.channels.encode, item, principal.publisher) for item in items]
-    results = svc.channels.publish(channel, messages)
+    messages = [_new_message(svc.channels.encode, item) for item in items]
+    outcome = svc.appender.append(
+        AppendRequest(channel, messages, implicit_create=True, publisher=principal.publisher)
+    )
+    results = outcome.results
     acks = [_ack(r) for r in results]
     status = 200 if all(r.duplicate for r in results) else 201
     return json_response(acks if isinstance(body, list) else acks[0], status)
 
 
-def _new_message(encode: Any, item: Any, publisher: str | None) -> NewMessage:
+def _new_message(encode: Any, item: Any) -> NewMessage:
     if not isinstance(item, dict) or "data" not in item or set(item) - {"data", "id"}:
         raise InvalidRequestError(
             'Each message is an object {"data": <any JSON>, "id": "<optional idempotency key>"}.'
         )
-    return NewMessage(encode(item["data"]), validate_id(item.get("id")), publisher)
+    return NewMessage(encode(item["data"]), validate_id(item.get("id")))
 
 
 def _ack(result: PublishResult) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -185,6 +186,7 @@ class DevServer:
 
     def open(self) -> None:
         """Bind, start moto, create the tables, load the app, start the pump."""
+        _service_on_path()
         _quiet_libraries()
         self._socket = _bind(self.host, self.requested_port)
         self.port = self._socket.getsockname()[1]
@@ -234,7 +236,7 @@ class DevServer:
         if not self.auth:
             os.environ["SWITCHBOARD_AUTH_ENABLED"] = "false"
             return
-        from chalicelib.auth import new_api_key
+        from chalicelib.services.credentials import new_api_key
 
         key = new_api_key("dev")
         self.api_key = f"{key.id}:{key.secret}"
@@ -250,7 +252,7 @@ class DevServer:
     def _console_token(self) -> dict[str, Any]:
         """A browser token for the console: read and write every channel, no admin."""
         from chalicelib.bootstrap import services
-        from chalicelib.core.auth import Capabilities, Principal
+        from chalicelib.core.capabilities import Capabilities, Principal
 
         auth = services().auth
         assert auth is not None
@@ -364,8 +366,24 @@ def _client(service: str, endpoint: str) -> Any:
     return session.client(service, endpoint_url=endpoint, region_name=os.environ["AWS_REGION"])
 
 
+SERVICE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _service_on_path() -> None:
+    """Make the service (``app.py`` and ``chalicelib/`` of the checkout this package lives in)
+    importable. They are not part of the installed distribution, so a user's own ``app``
+    module never collides with ours; ``switchboard dev`` needs a checkout."""
+    if not (SERVICE_ROOT / "app.py").is_file() or not (SERVICE_ROOT / "chalicelib").is_dir():
+        raise DevServerError(
+            "`switchboard dev` runs the service from a Switchboard checkout: clone the "
+            "repository and run `make dev` there (this installation has only the client)"
+        )
+    if str(SERVICE_ROOT) not in sys.path:
+        sys.path.insert(0, str(SERVICE_ROOT))
+
+
 def _load_app() -> ModuleType:
-    """The Chalice module at the repository root (installed as the ``app`` module)."""
+    """The Chalice module at the root of the checkout (see :func:`_service_on_path`)."""
     module = importlib.import_module("app")
     missing = [n for n in ("app", "connect", "message", "disconnect", "fanout_records")
                if not hasattr(module, n)]

@@ -16,8 +16,8 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.adapters.keys import StaticKeyRing
-from chalicelib.auth import Authenticator
-from chalicelib.core.auth import OPERATIONS, ApiKey, Capabilities, Principal
+from chalicelib.core.capabilities import OPERATIONS, ApiKey, Capabilities, Principal
+from chalicelib.services.credentials import Authenticator
 from chalicelib.settings import Settings
 from tests.functional.conftest import Harness, make_harness
 from tests.support.events import ws_event

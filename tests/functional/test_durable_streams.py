@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
+
+from chalicelib.core.messages import NewMessage
+from chalicelib.services.appends import AppendRequest
 from tests.functional.conftest import Harness
 
 JSON = {"content-type": "application/json"}
@@ -86,11 +91,15 @@ def test_close_refuses_appends_and_marks_reads(harness: Harness) -> None:
 
 
 def test_long_poll_times_out_with_cursor_and_sse_frames_events(harness: Harness) -> None:
-    harness.services.settings.long_poll_timeout_s = 0.3
-    harness.services.settings.sse_hold_s = 0.2
     http = harness.client.http
     http.put("/v1/stream/lp", headers=TEXT, body="line1\nline2")
+    started = time.monotonic()
     timed_out = http.get("/v1/stream/lp?offset=now&live=long-poll")
+    # The whole timeout passed on the fake clock, none of it in real time.
+    assert sum(harness.clock.slept) == pytest.approx(
+        harness.services.settings.long_poll_timeout_s, abs=0.11
+    )
+    assert time.monotonic() - started < 2
     assert timed_out.status_code == 204
     assert timed_out.headers["Stream-Up-To-Date"] == "true"
     assert timed_out.headers["Stream-Cursor"].isdigit()
@@ -101,6 +110,27 @@ def test_long_poll_times_out_with_cursor_and_sse_frames_events(harness: Harness)
     control = json.loads(text.split("event: control\ndata:", 1)[1].split("\n", 1)[0])
     assert control["upToDate"] is True
     assert control["streamNextOffset"] == sse_tail(http)
+
+
+def test_long_poll_returns_what_arrives_while_it_waits(harness: Harness) -> None:
+    http = harness.client.http
+    http.put("/v1/stream/w", headers=TEXT)
+    tail = http.head("/v1/stream/w").headers["Stream-Next-Offset"]
+    fake_sleep = harness.clock.sleep
+
+    def sleep_then_append(seconds: float) -> None:
+        # Where a real wait would let another request in: an append arrives meanwhile.
+        fake_sleep(seconds)
+        if len(harness.clock.slept) == 3:
+            harness.services.appender.append(
+                AppendRequest("w", [NewMessage(b"late")], content_type="text/plain")
+            )
+
+    harness.clock.sleep = sleep_then_append  # type: ignore[method-assign]
+    poll = http.get(f"/v1/stream/w?offset={tail}&live=long-poll")
+    assert (poll.status_code, poll.body) == (200, b"late")
+    assert len(harness.clock.slept) == 3
+    assert poll.headers["Stream-Cursor"].isdigit()
 
 
 def sse_tail(http: object) -> str:

@@ -168,6 +168,7 @@ def test_server_failures_are_500_without_internals(harness: Harness) -> None:
 
 def test_large_batches_are_split_into_transactions_under_4_mb(harness: Harness) -> None:
     from chalicelib.core.messages import NewMessage
+    from chalicelib.services.appends import AppendRequest
 
     sizes: list[int] = []
     append = harness.store.append
@@ -178,6 +179,8 @@ def test_large_batches_are_split_into_transactions_under_4_mb(harness: Harness) 
 
     harness.store.append = recording  # type: ignore[method-assign]
     big = NewMessage(b'"' + b"x" * 60_000 + b'"')
-    results = harness.services.channels.publish("runs:big", [big] * 98)
+    results = harness.services.appender.append(
+        AppendRequest("runs:big", [big] * 98, implicit_create=True)
+    ).results
     assert [r.seq for r in results] == list(range(1, 99))
     assert len(sizes) > 1 and max(sizes) <= 3_500_000

@@ -9,7 +9,11 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from chalicelib.adapters.dynamodb import DynamoStore, table_definitions
+from chalicelib.adapters.dynamodb import (
+    DynamoMessageStore,
+    DynamoSubscriptionStore,
+    table_definitions,
+)
 from switchboard.dev import moto_patch
 
 TABLES = ("sb-channels", "sb-messages", "sb-connections")
@@ -34,8 +38,24 @@ def moto_dynamodb() -> Iterator[Any]:
         yield client
 
 
-def dynamo_store(client: Any) -> DynamoStore:
-    return DynamoStore(client, *TABLES)
+class DynamoStores:
+    """Both DynamoDB stores over one client, usable as one object (the contract suite and
+    the benchmarks hand the same object to both ports, as they do with MemoryStore)."""
+
+    def __init__(self, client: Any) -> None:
+        channels, messages, connections = TABLES
+        self.messages = DynamoMessageStore(client, channels, messages)
+        self.subscriptions = DynamoSubscriptionStore(client, channels, connections)
+
+    def __getattr__(self, name: str) -> Any:
+        for store in (self.messages, self.subscriptions):
+            if hasattr(store, name):
+                return getattr(store, name)
+        raise AttributeError(name)
+
+
+def dynamo_store(client: Any) -> DynamoStores:
+    return DynamoStores(client)
 
 
 class MotoStreamReader:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.core.auth import Capabilities, Principal
+from chalicelib.core.capabilities import Capabilities, Principal
 from chalicelib.core.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 
 

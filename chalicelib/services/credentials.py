@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any, Protocol
+from typing import Any
 
 import jwt
 
-from .core.auth import ApiKey, Capabilities, Principal
-from .core.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
-from .ports import Clock
+from ..core.capabilities import ApiKey, Capabilities, Principal
+from ..core.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
+from ..ports import Clock, KeyRing
 
 ISSUER = "switchboard"
 ALGORITHM = "HS256"
 MAX_CLIENT_ID = 128
-
-
-class KeyRing(Protocol):
-    def get(self, key_id: str) -> ApiKey | None: ...
 
 
 def new_api_key(key_id: str, capabilities: dict[str, list[str]] | None = None) -> ApiKey:

@@ -20,9 +20,9 @@ from typing import Any
 from chalice.app import Request, WebsocketEvent
 
 from ..bootstrap import Services, services
-from ..core.auth import Principal
+from ..core.capabilities import Principal
 from ..core.errors import ForbiddenError, SwitchboardError, UnauthorizedError
-from ..observability import logger, service_metrics
+from ..observability import logger
 
 _CACHE_SIZE = 10_000
 _CACHE_TTL_S = 60.0
@@ -33,7 +33,7 @@ _cache_lock = threading.Lock()
 def http_principal(
     request: Request, channel: str | None = None, operation: str | None = None
 ) -> Principal:
-    svc = services(service_metrics)
+    svc = services()
     if svc.auth is None:
         return Principal.anonymous()
     principal = svc.auth.from_bearer(request.headers.get("authorization"))
@@ -59,7 +59,7 @@ def connect_principal(
     request_context: dict[str, Any],
 ) -> Principal:
     """The principal of a new connection, or UnauthorizedError / ForbiddenError."""
-    svc = services(service_metrics)
+    svc = services()
     _check_origin(svc, headers or {})
     if svc.auth is None:
         return Principal.anonymous()
@@ -74,7 +74,7 @@ def connect_principal(
 
 def connection_principal(event: WebsocketEvent) -> Principal:
     """The principal of an existing connection, for authorizing one of its frames."""
-    svc = services(service_metrics)
+    svc = services()
     if svc.auth is None:
         return Principal.anonymous()
     claims = _authorizer_claims(event.to_dict().get("requestContext", {}))

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core.channels import ChannelMeta
-from .core.errors import ConflictError, InvalidOffsetError, InvalidRequestError, NotFoundError
-from .core.forks import ZERO_OFFSET, ForkOrigin, alias_seq, inherit
-from .core.messages import JSON_CONTENT_TYPE, StoredMessage
-from .core.names import validate_channel
-from .core.offsets import Position, new_epoch
-from .ports import ChannelExistsError, ForkSourceChangedError
-from .services import ChannelService
+from ..core.channels import ChannelMeta
+from ..core.errors import ConflictError, InvalidOffsetError, InvalidRequestError, NotFoundError
+from ..core.forks import ZERO_OFFSET, ForkOrigin, alias_seq, inherit
+from ..core.messages import JSON_CONTENT_TYPE, StoredMessage
+from ..core.names import validate_channel
+from ..core.offsets import Position, new_epoch
+from ..ports import ChannelExistsError, ForkSourceChangedError
+from .channels import ChannelService
 
 _ZERO_EPOCH = ZERO_OFFSET.split("_", 1)[0]
 _ATTEMPTS = 5  # a source re-created or forked concurrently: read again and retry

@@ -1,0 +1,165 @@
+"""Use case: deliver newly stored messages to live subscribers (the DynamoDB stream consumer).
+
+One Query per channel finds its subscribers; each connection gets its frames in seq order,
+and connections are served concurrently. A connection found Gone ends through
+:meth:`SessionService.end_connection`, like every other way a connection ends.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..core import frames
+from ..core.errors import EpochMismatchError
+from ..core.messages import StoredMessage
+from ..core.offsets import encode
+from ..core.subscriptions import Subscription, SubscriptionState
+from ..observability import logger
+from ..ports import (
+    NO_METRICS,
+    Clock,
+    ConnectionGoneError,
+    Metrics,
+    SendFailedError,
+    SendThrottledError,
+)
+from ..settings import Settings
+from .sessions import SessionService
+
+
+@dataclass
+class FanoutReport:
+    delivered: int = 0
+    gone: set[str] = field(default_factory=set)
+    failed_records: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Delivery:
+    endpoint: str
+    connection_id: str
+    frames: list[tuple[str, str]] = field(default_factory=list)  # (record id, frame)
+
+
+class FanoutService:
+    """Deliver newly stored messages to live subscribers (the DynamoDB stream consumer)."""
+
+    def __init__(
+        self,
+        sessions: SessionService,
+        settings: Settings,
+        clock: Clock,
+        rng: random.Random | None = None,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
+        self.sessions = sessions
+        self.subscriptions = sessions.subscriptions
+        self.sender = sessions.sender
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.metrics = metrics
+        self._pool: ThreadPoolExecutor | None = None
+
+    def fan_out(self, records: Iterable[tuple[str, StoredMessage]]) -> FanoutReport:
+        """``records`` are (stream record id, message) in stream order.
+
+        One Query per channel finds its subscribers; each connection gets its frames in seq
+        order, and connections are served concurrently.
+        """
+        by_channel: dict[str, list[tuple[str, StoredMessage]]] = defaultdict(list)
+        for record_id, message in records:
+            by_channel[message.channel].append((record_id, message))
+        deliveries: dict[str, _Delivery] = {}
+        stale: list[tuple[Subscription, str]] = []  # (subscription, the channel's new epoch)
+        for channel, items in by_channel.items():
+            for sub in self.subscriptions.subscribers(channel):
+                newest_epoch = items[-1][1].epoch
+                if sub.state is SubscriptionState.LIVE and sub.epoch != newest_epoch:
+                    stale.append((sub, newest_epoch))
+                    continue
+                for record_id, message in items:
+                    if sub.wants(message.epoch, message.seq):
+                        delivery = deliveries.setdefault(
+                            sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
+                        )
+                        delivery.frames.append((record_id, frames.message_frame(message)))
+        report = FanoutReport()
+        for sub, epoch in stale:
+            self._end_stale(sub, epoch, report)
+        if deliveries:
+            for delivery, outcome in zip(
+                deliveries.values(), self._map(self._deliver, list(deliveries.values())),
+                strict=True,
+            ):
+                sent, gone, failed = outcome
+                report.delivered += sent
+                if gone:
+                    report.gone.add(delivery.connection_id)
+                report.failed_records.update(failed)
+        for connection_id in report.gone:
+            self.sessions.end_connection(connection_id)
+        self.metrics.count("MessagesDelivered", report.delivered)
+        self.metrics.count("ConnectionsGone", len(report.gone))
+        return report
+
+    def _map(
+        self, fn: Callable[[_Delivery], tuple[int, bool, list[str]]], items: list[_Delivery]
+    ) -> list[tuple[int, bool, list[str]]]:
+        if len(items) == 1:
+            return [fn(items[0])]
+        if self._pool is None:  # kept across warm invocations
+            self._pool = ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency)
+        return list(self._pool.map(fn, items))
+
+    def _deliver(self, delivery: _Delivery) -> tuple[int, bool, list[str]]:
+        """Post one connection's frames in order: (sent, gone, failed record ids)."""
+        sent = 0
+        for position, (_record_id, frame) in enumerate(delivery.frames):
+            try:
+                self._post(delivery.endpoint, delivery.connection_id, frame)
+            except ConnectionGoneError:
+                return sent, True, []
+            except (SendFailedError, SendThrottledError):
+                logger.warning(
+                    "delivery failed", extra={"connection_id": delivery.connection_id}
+                )
+                # Retry from this record on: stream redelivery is at-least-once and
+                # clients drop seqs they have seen.
+                return sent, False, [rid for rid, _ in delivery.frames[position:]]
+            sent += 1
+        return sent, False, []
+
+    def _post(self, endpoint: str, connection_id: str, frame: str) -> None:
+        for attempt in range(1, self.settings.send_attempts + 1):
+            try:
+                self.sender.send(endpoint, connection_id, frame)
+                return
+            except (SendThrottledError, SendFailedError):
+                if attempt == self.settings.send_attempts:
+                    raise
+                base = self.settings.send_backoff_ms / 1000 * 2 ** (attempt - 1)
+                self.clock.sleep(self.rng.uniform(base / 2, base))
+
+    def _end_stale(self, sub: Subscription, epoch: str, report: FanoutReport) -> None:
+        """A subscriber of a deleted-and-recreated channel is told so, once, and dropped."""
+        frame = frames.error_frame(
+            EpochMismatchError(
+                f"Channel {sub.channel!r} was deleted and created again; subscribe from '-1' "
+                "to follow the new log.",
+                {"epoch": epoch, "earliest": encode(epoch, 0)},
+            ),
+            None,
+            sub.channel,
+        )
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        try:
+            self.sender.send(sub.endpoint, sub.connection_id, frame)
+        except ConnectionGoneError:
+            report.gone.add(sub.connection_id)
+        except (SendThrottledError, SendFailedError):
+            logger.warning("could not tell a stale subscriber", extra={"channel": sub.channel})

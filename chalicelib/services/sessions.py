@@ -1,0 +1,221 @@
+"""Use cases: the WebSocket side — connections, frames, subscriptions with exact replay.
+
+A connection ends in exactly one place, :meth:`SessionService.end_connection`, whatever ended
+it ($disconnect, a post that found the socket Gone while answering a frame, or the fan-out
+finding it Gone), so anything that must happen when a connection ends happens once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..core import frames
+from ..core.capabilities import PUBLISH, SUBSCRIBE, Principal
+from ..core.channels import ChannelMeta
+from ..core.errors import InternalError, SwitchboardError, TooLargeError, UnavailableError
+from ..core.messages import NewMessage
+from ..core.offsets import encode
+from ..core.subscriptions import Connection, Subscription, SubscriptionState
+from ..observability import logger
+from ..ports import (
+    NO_METRICS,
+    Clock,
+    ConnectionGoneError,
+    ConnectionSender,
+    GoLive,
+    Metrics,
+    SendFailedError,
+    SendThrottledError,
+    SubscriptionLimitError,
+    SubscriptionStore,
+)
+from ..settings import Settings
+from .appends import Appender, AppendRequest
+from .channels import ChannelService
+
+
+@dataclass(frozen=True)
+class WsContext:
+    """Who sent a WebSocket frame and where replies go."""
+
+    connection_id: str
+    endpoint: str
+    # Who is on the other end: from the $connect token (anonymous when auth is off).
+    principal: Principal = field(default_factory=Principal.anonymous)
+
+
+class SessionService:
+    def __init__(
+        self,
+        channels: ChannelService,
+        appender: Appender,
+        subscriptions: SubscriptionStore,
+        sender: ConnectionSender,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
+        self.channels = channels
+        self.appender = appender
+        self.subscriptions = subscriptions
+        self.sender = sender
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connect(self, ctx: WsContext) -> None:
+        now = self.clock.now_ms()
+        self.subscriptions.put_connection(
+            Connection(
+                connection_id=ctx.connection_id,
+                endpoint=ctx.endpoint,
+                connected_ms=now,
+                expires_at=now // 1000 + self.settings.connection_ttl_s,
+                principal=ctx.principal.publisher,
+                claims=json.dumps(ctx.principal.to_claims(), separators=(",", ":")),
+            )
+        )
+
+    def end_connection(self, connection_id: str) -> None:
+        """The connection is gone (however we learnt it): forget it and its subscriptions."""
+        self.subscriptions.delete_connection(connection_id)
+        self.metrics.count("ConnectionsEnded")
+
+    # -- frames ----------------------------------------------------------------------------
+
+    def handle(self, ctx: WsContext, body: str | bytes | None) -> None:
+        """Answer one client frame. Errors become error frames; the connection stays up."""
+        ref: str | None = None
+        channel: str | None = None
+        try:
+            frame = frames.parse_client_frame(body, self.settings.max_frame_bytes)
+            ref = frame.ref
+            channel = getattr(frame, "channel", None)
+            logger.thread_safe_append_keys(channel=channel)
+            if isinstance(frame, frames.Ping):
+                self._send(ctx, frames.pong_frame(ref))
+            elif isinstance(frame, frames.Publish):
+                self._publish(ctx, frame)
+            elif isinstance(frame, frames.Subscribe):
+                self._subscribe(ctx, frame)
+            else:
+                self.subscriptions.unsubscribe(frame.channel, ctx.connection_id)
+                self._send(ctx, frames.unsubscribed_frame(ref, frame.channel))
+        except ConnectionGoneError:
+            self.end_connection(ctx.connection_id)
+        except SwitchboardError as error:
+            ref = ref if ref is not None else frames.ref_of(body)
+            logger.info("frame rejected", extra={"code": error.code, "ref": ref})
+            self._send_quietly(ctx, frames.error_frame(error, ref, channel))
+        except Exception:
+            logger.exception("frame failed")
+            ref = ref if ref is not None else frames.ref_of(body)
+            failure = InternalError("The server failed to handle this frame; retry it.")
+            self._send_quietly(ctx, frames.error_frame(failure, ref, channel))
+        finally:
+            logger.thread_safe_remove_keys(["channel"])
+
+    def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
+        ctx.principal.require(frame.channel, PUBLISH, self.clock.now_ms() / 1000)
+        body = self.channels.encode(frame.data)
+        # `publisher` is who authenticated, never what the frame claims.
+        outcome = self.appender.append(
+            AppendRequest(
+                frame.channel, [NewMessage(body, frame.id)], implicit_create=True,
+                publisher=ctx.principal.publisher,
+            )
+        )
+        (result,) = outcome.results
+        logger.debug("published", extra={"seq": result.seq})
+        self._send(ctx, frames.ack_frame(frame.ref, result))
+
+    def _subscribe(self, ctx: WsContext, frame: frames.Subscribe) -> None:
+        """Register first, then replay, then go live: nothing can fall in between."""
+        ctx.principal.require(frame.channel, SUBSCRIBE, self.clock.now_ms() / 1000)
+        meta = self.channels.get_or_create(frame.channel)
+        after = self.channels.resolve(meta, frame.start)
+        sub = Subscription(
+            channel=meta.name,
+            connection_id=ctx.connection_id,
+            endpoint=ctx.endpoint,
+            epoch=meta.epoch,
+            after_seq=after,
+            state=SubscriptionState.REPLAYING,
+            expires_at=self.clock.now_ms() // 1000 + self.settings.connection_ttl_s,
+        )
+        try:
+            self.subscriptions.subscribe(sub, self.settings.max_subscriptions_per_connection)
+        except SubscriptionLimitError:
+            raise TooLargeError(
+                f"A connection may hold {self.settings.max_subscriptions_per_connection} "
+                "subscriptions; unsubscribe from one first or open another connection.",
+                {"max_subscriptions": self.settings.max_subscriptions_per_connection},
+            ) from None
+        self._send(
+            ctx,
+            frames.subscribed_frame(
+                frame.ref, meta.name, meta.epoch, encode(meta.epoch, after),
+                meta.head_offset if meta.head else "-1",
+            ),
+        )
+        self._replay(ctx, sub, meta, after)
+
+    def _replay(self, ctx: WsContext, sub: Subscription, meta: ChannelMeta, after: int) -> None:
+        """Send everything up to the head, then switch to live only if the head is still
+        where the replay ended; otherwise send the rest and try again.
+
+        The head is re-read right before each switch and anything new is sent first, so the
+        window in which a concurrent publish can make the switch fail is one read and one
+        transaction, not the time the posts took: a channel streaming tokens does not keep a
+        subscriber replaying. Bounded by attempts and by time, for a channel written faster
+        than a subscriber can be caught up.
+        """
+        cursor = after
+        replayed = 0
+        attempts = 0
+        deadline = self.clock.now_ms() + self.settings.replay_catchup_s * 1000
+        while True:
+            while cursor < meta.head:
+                page = self.channels.read_after(
+                    meta, cursor, self.settings.replay_page, until_seq=meta.head
+                )
+                if not page:  # the rest expired while we read
+                    cursor = meta.head
+                    break
+                for message in page:
+                    self._send(ctx, frames.message_frame(message))
+                cursor = page[-1].seq
+                replayed += len(page)
+            latest = self.channels.store.get_channel(meta.name)
+            if latest is None or latest.epoch != meta.epoch:
+                break  # deleted meanwhile: live subscribers of the new life are told so
+            meta = latest
+            if meta.head == cursor:
+                attempts += 1
+                if self.subscriptions.go_live(sub, cursor) is not GoLive.HEAD_MOVED:
+                    break
+            if (
+                attempts >= self.settings.replay_catchup_rounds
+                or self.clock.now_ms() > deadline
+            ):
+                self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+                raise UnavailableError(
+                    f"Channel {sub.channel!r} is publishing faster than this subscription can "
+                    "catch up; subscribe again from your last offset.",
+                    {"channel": sub.channel, "offset": encode(meta.epoch, cursor)},
+                )
+        self.metrics.count("MessagesReplayed", replayed)
+
+    def _send(self, ctx: WsContext, data: str) -> None:
+        self.sender.send(ctx.endpoint, ctx.connection_id, data)
+
+    def _send_quietly(self, ctx: WsContext, data: str) -> None:
+        try:
+            self._send(ctx, data)
+        except ConnectionGoneError:
+            self.end_connection(ctx.connection_id)
+        except (SendThrottledError, SendFailedError):
+            logger.warning("could not deliver an error frame")
