@@ -8,8 +8,9 @@ same records read better as the gateway's lines do:
 
 Three things Powertools does that suit Lambda and not one process serving every function:
 
-* it prints JSON on stdout: :func:`adopt_powertools` renders its records as plain lines on
-  stderr, next to everyone else's;
+* it prints JSON on stdout: :func:`adopt_powertools` (called before the app exists and after)
+  sets up the service's logger so that its records render as plain lines on stderr, next to
+  everyone else's, and only once (Chalice adds a handler of its own to the same logger);
 * it adds a filter to the root handlers that drops every record whose logger name contains
   its service name ("switchboard"), so ``logging.getLogger("switchboard.anything")`` would
   vanish: the filter goes, and the Powertools logger stops propagating instead (which is
@@ -74,10 +75,29 @@ def _powertools_handler(service: str) -> logging.Handler | None:
     return handler if isinstance(handler, logging.Handler) else None
 
 
+#: The level Powertools chose for each adopted logger (POWERTOOLS_LOG_LEVEL, else INFO).
+_LEVELS: dict[str, int] = {}
+
+
 def adopt_powertools(service: str = SERVICE) -> bool:
-    """Make the handlers' Powertools logger print plain lines on stderr and stop hiding other
-    loggers named "switchboard..." (call once the app is imported). False if there is none."""
+    """Make the handlers' Powertools logger print plain lines on stderr, alone, and stop
+    hiding other loggers named "switchboard..."; False if Powertools is not installed.
+
+    Call it before the app is imported, and again once it is. The first call creates the
+    service's Powertools logger, so the app's ``Logger(service=...)``, whenever the app creates
+    it (handlers are imported on first use), finds it configured and reuses this handler. The
+    second undoes what importing the app did to the same logger: Chalice names its own logger
+    after the app ("switchboard" too), adds a handler that would print every record a second
+    time, and sets it to ERROR.
+    """
+    try:
+        from aws_lambda_powertools import Logger
+    except ImportError:
+        return False
     logger = logging.getLogger(service)
+    if _powertools_handler(service) is None:
+        Logger(service=service)
+        _LEVELS[service] = logger.level
     handler = _powertools_handler(service)
     if handler is None:
         return False
@@ -86,7 +106,11 @@ def adopt_powertools(service: str = SERVICE) -> bool:
         formatter.json_serializer = render  # Powertools serializes its dict through this
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    logger.propagate = False  # its own handler prints it; the root must not print it again
+    for other in [h for h in logger.handlers if h is not handler]:
+        logger.removeHandler(other)
+    if service in _LEVELS:
+        logger.setLevel(_LEVELS[service])
+    logger.propagate = False  # its handler prints it; the root must not print it again
     for root_handler in logging.root.handlers:
         for log_filter in list(root_handler.filters):
             if type(log_filter).__name__ == "SuppressFilter":
@@ -96,9 +120,12 @@ def adopt_powertools(service: str = SERVICE) -> bool:
 
 def invocation_reset(service: str = SERVICE) -> Callable[[], None]:
     """What to call before each handler invocation: drops the log keys the last invocation
-    on this thread appended (a no-op when there is no Powertools logger)."""
-    handler = _powertools_handler(service)
-    clear = getattr(handler.formatter if handler else None, "thread_safe_clear_keys", None)
-    if not callable(clear):
-        return lambda: None
-    return clear  # type: ignore[no-any-return]
+    on this thread appended (nothing to drop before the app has created its logger)."""
+
+    def reset() -> None:
+        handler = _powertools_handler(service)
+        clear = getattr(handler.formatter if handler else None, "thread_safe_clear_keys", None)
+        if callable(clear):
+            clear()
+
+    return reset

@@ -405,6 +405,7 @@ def run(
     ``agent`` also runs the example agent (examples/agent) once the server is ready.
     """
     logs.configure()
+    logs.adopt_powertools()  # before the app: its logger then prints plain lines too
     print("Starting Switchboard dev server: emulated DynamoDB (moto), tables, gateway, "
           "stream pump...", file=sys.stderr, flush=True)
     server = None
@@ -414,7 +415,7 @@ def run(
     except DevServerError as error:
         print(f"switchboard dev: {error}", file=sys.stderr, flush=True)
         return 1
-    logs.adopt_powertools()  # the app is loaded: its logger prints plain lines too
+    logs.adopt_powertools()  # again, now that the app is loaded (see logs.adopt_powertools)
     worker = AgentProcess() if agent else None
     if worker is not None:
         def start_agent_when_ready(worker: AgentProcess = worker) -> None:

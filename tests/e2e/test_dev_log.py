@@ -30,9 +30,13 @@ def test_powertools_records_become_plain_lines_and_nothing_is_hidden() -> None:
         from switchboard.dev import logs
 
         logs.configure()
-        handler_logger = Logger(service="switchboard")  # what chalicelib creates
-        assert logs.adopt_powertools()
         reset = logs.invocation_reset()
+        reset()  # before the app has a logger: nothing to do, nothing fails
+        assert logs.adopt_powertools()  # at start, before the app exists
+        from chalice import Chalice
+        Chalice(app_name="switchboard")  # the app: Chalice's own logger has the same name
+        assert logs.adopt_powertools()  # once the app is loaded
+        handler_logger = Logger(service="switchboard")  # what chalicelib creates, later
 
         handler_logger.thread_safe_append_keys(connection_id="ws-1", function="x-connect")
         handler_logger.info("connected", extra={"code": "ok"})
@@ -60,6 +64,7 @@ def test_powertools_records_become_plain_lines_and_nothing_is_hidden() -> None:
     failed = lines.index(next(x for x in lines if "ERROR handler failed" in x))
     assert "Traceback" in lines[failed + 1] and lines[-1] == "ValueError: boom"
     assert sum("a switchboard.* logger" in x for x in lines) == 1, "printed once"
+    assert sum("rest request" in x for x in lines) == 1, "printed once"
 
 
 @pytest.fixture(scope="module")
