@@ -10,13 +10,14 @@ PYTHON ?= $(shell for v in 3.12 3.13 3.11; do \
 	  done; done; echo python3)
 
 # What the test suite needs outside Python: Debian's chromium (the browser tests drive it
-# headless) and Node.js + npm (the Durable Streams conformance suite, pinned in
-# tests/conformance/). `make test` installs what it can: the npm packages always, the Debian
+# headless) and Node.js + npm (the Durable Streams conformance suite and TypeScript client,
+# pinned in tests/conformance/ and tests/e2e/ts_client/). `make test` installs what it can: the npm packages always, the Debian
 # packages when it runs as root with apt-get; otherwise it stops at once, naming the command.
 CHROMIUM ?= $(or $(shell command -v chromium),$(wildcard /usr/bin/chromium))
 NPM ?= $(shell command -v npm)
 APT_GET ?= $(shell command -v apt-get)
-CONFORMANCE := tests/conformance
+# The Durable Streams conformance suite and the official Durable Streams TypeScript client.
+NPM_DIRS := tests/conformance tests/e2e/ts_client
 ROOT_USER := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
 .PHONY: venv dev test test-deps chromium npm lint typecheck fmt bench clean
@@ -43,7 +44,7 @@ test: venv test-deps
 	$(BIN)/mypy chalicelib switchboard app.py
 	$(BIN)/python -m pytest
 
-test-deps: chromium $(CONFORMANCE)/node_modules/.installed
+test-deps: chromium $(addsuffix /node_modules/.installed,$(NPM_DIRS))
 
 chromium:
 	@if [ -z "$(CHROMIUM)" ]; then \
@@ -80,32 +81,7 @@ npm:
 # `npm install --no-save` with the committed lock, not `npm ci`: vite lists an optional
 # Windows-only dependency the registry does not serve, which `npm ci`'s lock check refuses;
 # --no-save leaves package-lock.json as committed.
-$(CONFORMANCE)/node_modules/.installed: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json | npm
-	@echo "==> Installing the Durable Streams conformance suite (npm, pinned in $(CONFORMANCE)/)"
-	@$(or $(NPM),npm) install --prefix $(CONFORMANCE) --no-save --no-audit --no-fund --loglevel=error >/dev/null
+%/node_modules/.installed: %/package.json %/package-lock.json | npm
+	@echo "==> Installing the npm packages of $* (pinned in $*/package-lock.json)"
+	@$(or $(NPM),npm) install --prefix $* --no-save --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $@
-
-lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-
-typecheck: venv
-	$(BIN)/mypy chalicelib switchboard app.py
-
-fmt: venv
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
-
-bench: venv
-	$(BIN)/python bench/costs.py
-
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build chalice.out cdk.out
-
-# `make package` (every stage) or `make package STAGE=prod`: chalice package + the infra/
-# merge fragment + cfn-lint, offline (no AWS account; PyPI for the Lambda wheels). Output in
-# build/<stage>/ (sam.json + deployment.zip); docs/deploy.md takes it from there.
-.PHONY: package
-package: venv
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} \
-	  $(BIN)/python -m infra.package $(if $(STAGE),--stage $(STAGE))

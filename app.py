@@ -11,7 +11,15 @@ import os
 import threading
 from typing import Any
 
-from chalice.app import Chalice, CORSConfig, DynamoDBEvent, Request, Response, WebsocketEvent
+from chalice.app import (
+    Chalice,
+    CORSConfig,
+    DynamoDBEvent,
+    Request,
+    Response,
+    RestAPIEventHandler,
+    WebsocketEvent,
+)
 
 from chalicelib.core import stream_headers
 from chalicelib.handlers.invocation import observed
@@ -34,6 +42,15 @@ class _Chalice(Chalice):
     def current_request(self, value: Any) -> None:
         self._local.request = value
 
+def _binary_as_api_gateway_does(*_: Any) -> bool:
+    # Chalice answers 400 to a request whose Accept matches no binary type when the
+    # response is binary (a byte stream's PUT, HEAD or read without an Accept header); API
+    # Gateway does not: it delivers the base64 text, and with the binary media types infra/
+    # deploys (infra/api.py: "*/*" among them) every request that sends an Accept gets bytes.
+    return True
+
+
+RestAPIEventHandler._validate_binary_response = _binary_as_api_gateway_does  # type: ignore[method-assign,assignment]
 
 app = _Chalice(app_name="switchboard")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -56,7 +73,7 @@ def invocation(event: Any, get_response: Any) -> Any:
     # event-source events (WebSocket, DynamoDB stream) carry it as .context.
     is_rest = isinstance(event, Request)
     context = getattr(event, "lambda_context" if is_rest else "context", None)
-    return observed(get_response, event, context)
+    return observed(get_response, event, context, rest=is_rest)
 
 
 @app.route("/v1/health", methods=["GET"])
@@ -116,6 +133,18 @@ def post_messages(channel: str) -> Response:
 def stream(channel: str) -> Response:
     from chalicelib.handlers import durable_streams
     return durable_streams.dispatch(app.current_request, channel)
+
+
+# Every other path: the contract's JSON 404, not API Gateway's own 403 "Missing
+# Authentication Token" (which, given an Authorization header, repeats it in its body).
+@app.route(
+    "/{proxy+}",
+    methods=["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"],
+    content_types=STREAM_CONTENT_TYPES,
+)
+def no_such_route() -> Response:
+    from chalicelib.handlers import rest
+    return rest.no_such_route(app.current_request)
 
 
 @app.lambda_function(name="ws_authorizer")

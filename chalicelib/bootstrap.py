@@ -124,9 +124,7 @@ def build_aws(settings: Settings) -> Services:
         ),
     )
     store = DynamoMessageStore(client, settings.channels_table, settings.messages_table)
-    subscriptions = DynamoSubscriptionStore(
-        client, settings.channels_table, settings.connections_table
-    )
+    subscriptions = DynamoSubscriptionStore(client, settings.connections_table)
     sender = ApiGatewaySender(
         session, settings.region, max_pool_connections=settings.fanout_concurrency * 2
     )

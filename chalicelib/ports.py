@@ -13,36 +13,61 @@ adapter; one contract suite (tests/contract) runs against every store implementa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
 
 from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
+from .core.logs import LogEntry
 from .core.messages import NewMessage, StoredMessage
 from .core.producers import ProducerState
-from .core.subscriptions import Connection, Subscription
+from .core.subscriptions import Connection, Handover, Subscription
 
 
 class AppendConflictError(Exception):
-    """The channel moved (head, epoch or a claimed id) since it was read: read and retry."""
+    """The append's conditions no longer hold (a producer's state, ``Stream-Seq``, a closed
+    flag, or a concurrent transaction on one of its items): read again and retry."""
+
+
+class SeqTakenError(AppendConflictError):
+    """A seq the append wanted is taken: the log grew (or ended) meanwhile.
+
+    ``entry`` is what holds the first seq asked for, when the store could tell."""
+
+    def __init__(self, entry: LogEntry | None = None) -> None:
+        super().__init__(entry)
+        self.entry = entry
+
+
+class IdsClaimedError(AppendConflictError):
+    """Idempotency ids of the append are claimed already: ``claims`` maps each to the seq its
+    claim names (its message is there, or the claim is stale: see MessageStore.claim)."""
+
+    def __init__(self, claims: dict[str, int]) -> None:
+        super().__init__(claims)
+        self.claims = claims
 
 
 @dataclass(frozen=True)
 class AppendGuard:
     """Durable Streams state committed atomically with an append (all optional).
 
-    The append fails with AppendConflictError unless the stream is still open and the
-    producer's stored state is still ``producer_before`` (None: no state in this epoch), so
-    the caller's validation holds at commit time; on conflict it re-reads and re-validates.
+    The append fails with AppendConflictError unless the stream is still open, the producer's
+    stored state is still ``producer_before`` (None: no state in this epoch) and the last
+    ``Stream-Seq`` is still ``stream_seq_before``, so the caller's validation holds at commit
+    time; on conflict it re-reads and re-validates.
     """
 
     producer: ProducerState | None = None  # the producer's state after this append
     producer_before: ProducerState | None = None
     stream_seq: str | None = None  # the new last Stream-Seq
-    close: bool = False  # close the stream with this append (messages may be empty)
-    stream_expires_at: int | None = None  # the new expiry of a stream with a sliding TTL
+    stream_seq_before: str | None = None
+    close: bool = False  # close the stream after this append's messages (a close marker)
+
+    @property
+    def guarded(self) -> bool:
+        return self.producer is not None or self.stream_seq is not None or self.close
 
 
 class ForkSourceChangedError(Exception):
@@ -66,12 +91,6 @@ class SubscriptionLimitError(Exception):
     """The connection holds as many subscriptions as it may."""
 
 
-class GoLive(Enum):
-    LIVE = "live"  # switched: the fan-out now delivers seqs after the head
-    HEAD_MOVED = "head_moved"  # the channel grew meanwhile: replay the rest and try again
-    GONE = "gone"  # the subscription or channel disappeared (unsubscribe, disconnect, delete)
-
-
 class ConnectionGoneError(Exception):
     """The socket behind a connection id is closed (API Gateway's GoneException, 410)."""
 
@@ -85,16 +104,23 @@ class SendFailedError(Exception):
 
 
 class MessageStore(Protocol):
+    """Channel metadata and logs. A log is a sequence of entries (core/logs.py), each written
+    by a conditional put on its seq: nothing here is a counter that writers contend on."""
+
     def get_channel(self, name: str) -> ChannelMeta | None:
-        """Strongly consistent read of the channel's metadata, or None if it does not exist."""
+        """Strongly consistent read of the channel's metadata (``head`` is the log's base),
+        or None if it does not exist."""
 
     def create_channel(self, meta: ChannelMeta) -> ChannelMeta:
         """Create ``meta`` if no channel of that name exists; else raise ChannelExistsError."""
 
-    def delete_channel(self, meta: ChannelMeta, purge: bool = False) -> Deletion | None:
-        """Delete the channel if it is still in ``meta.epoch`` (else None); its log becomes
-        unreachable. While forks reference it (and unless ``purge``), it is only marked
-        deleted (soft) and kept until :meth:`release_fork` removes the last reference."""
+    def delete_channel(
+        self, meta: ChannelMeta, end_seq: int, purge: bool = False
+    ) -> Deletion | None:
+        """Delete the channel if it is still in ``meta.epoch`` (else None), ending its log
+        with an ``end`` marker at ``end_seq`` in the same atomic step (SeqTakenError if that
+        seq is taken: read the tail again). While forks reference it (and unless ``purge``),
+        it is only marked deleted (soft) until :meth:`release_fork` removes the last one."""
 
     def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
         """Create the fork ``meta`` (``meta.fork`` set) and record it in its source, in one
@@ -109,19 +135,48 @@ class MessageStore(Protocol):
         soft-deleted channel unreferenced, remove it and return its metadata (the caller
         releases its own source in turn); else None."""
 
+    def last_entry(self, name: str, epoch: str) -> LogEntry | None:
+        """The entry at the highest seq of log ``(name, epoch)`` (strongly consistent), or
+        None if the log holds none."""
+
+    def entry(self, name: str, epoch: str, seq: int) -> LogEntry | None:
+        """The entry at ``seq`` (strongly consistent), or None."""
+
     def append(
         self,
         meta: ChannelMeta,
+        first_seq: int,
         messages: Sequence[NewMessage],
         ts: int,
         expires_at: int,
         guard: AppendGuard | None = None,
+        claim_ids: bool = True,
+        stale_claims: Mapping[str, int] | None = None,
     ) -> list[StoredMessage]:
-        """Atomically store ``messages`` at seqs ``meta.head + 1 …`` and claim their ids.
+        """Atomically store ``messages`` at seqs ``first_seq …`` of ``meta``'s log, each only
+        if its seq is free, with the guard's state, and (``claim_ids``) a claim per id: new,
+        or replacing the stale claim ``stale_claims[id]`` names.
 
-        Raises AppendConflictError if the head or epoch moved or an id is already claimed;
-        with a ``guard``, also if the stream was closed or the producer's state moved.
+        Raises SeqTakenError if a seq is taken, IdsClaimedError if an id is claimed,
+        AppendConflictError if the guard's conditions fail or a concurrent transaction
+        touched the same items.
         """
+
+    def claim(self, meta: ChannelMeta, message_id: str, seq: int, expires_at: int, now_s: int) -> (
+        int | None
+    ):
+        """Claim ``message_id`` for ``seq`` in this epoch: None if the claim is ours now,
+        else the seq an existing (unexpired) claim names."""
+
+    def move_claim(self, meta: ChannelMeta, message_id: str, from_seq: int, to_seq: int) -> bool:
+        """Point the claim at ``to_seq`` if it still names ``from_seq``."""
+
+    def mark_written(self, meta: ChannelMeta, now_ms: int) -> None:
+        """Record, once per epoch, that the log is about to be written (core/logs.py)."""
+
+    def renew_epoch(self, meta: ChannelMeta, new_epoch: str, end_seq: int) -> bool:
+        """Move the channel to ``new_epoch`` (its log expired entirely: core/logs.py) if it is
+        still in ``meta.epoch``, ending the old log with an ``end`` marker at ``end_seq``."""
 
     def get_producer(self, meta: ChannelMeta, producer_id: str) -> ProducerState | None:
         """Strongly consistent read of a producer's state in this epoch of the channel."""
@@ -131,12 +186,20 @@ class MessageStore(Protocol):
         epoch."""
 
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
-        """The seqs of ids already published in this epoch of the channel."""
+        """The seqs that claims of these ids name in this epoch of the channel."""
+
+    def find_token(
+        self, name: str, epoch: str, token: str, since_ms: int, most: int
+    ) -> int | None:
+        """The seq of the message stored with request ``token`` among the newest entries of
+        the log, looking back to messages accepted at ``since_ms`` and at most ``most``
+        entries; None if it is not there."""
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None
     ) -> list[StoredMessage]:
-        """Messages with ``after_seq < seq <= until_seq`` in seq order, at most ``limit``.
+        """Messages with ``after_seq < seq <= until_seq`` in seq order, at most ``limit``
+        (markers are skipped).
 
         Expired messages may be included (DynamoDB deletes them lazily): callers filter.
         """
@@ -162,8 +225,14 @@ class SubscriptionStore(Protocol):
 
     def unsubscribe(self, channel: str, connection_id: str) -> bool: ...
 
-    def go_live(self, subscription: Subscription, head: int) -> GoLive:
-        """Switch to LIVE with ``after_seq = head`` if the channel's head is still ``head``."""
+    def note_missed(self, subscription: Subscription, seq: int) -> bool:
+        """While it replays, record that the fan-out held back messages up to ``seq`` (the
+        highest noted stays); False if it is not replaying (any more)."""
+
+    def go_live(self, subscription: Subscription, after_seq: int) -> Handover:
+        """REPLAYING -> LIVE at ``after_seq``, only if nothing noted is past it (BEHIND)."""
+
+    def get_subscription(self, channel: str, connection_id: str) -> Subscription | None: ...
 
     def subscribers(self, channel: str) -> list[Subscription]:
         """Every subscription on ``channel`` (a Query on the channel key, never a Scan)."""

@@ -44,16 +44,24 @@ class Settings(BaseSettings):
     fanout_concurrency: int = Field(16, ge=1, le=256)
     send_attempts: int = Field(5, ge=1)
     send_backoff_ms: int = Field(50, ge=0)
-    publish_attempts: int = Field(10, ge=1)
+    # How long an append may keep retrying a busy channel when the caller gives no deadline
+    # (handlers pass the Lambda's remaining time); then `rate_limited` with a retry hint.
+    append_budget_s: float = Field(10.0, gt=0, le=900)
+    # How long a process trusts what it knows of a channel it appends to (metadata and tail).
+    # Never a correctness risk: the log refuses a taken seq; only fewer reads.
+    append_cache_s: float = Field(60.0, ge=0)
+    # A retried publish without an id (its first answer was lost) is looked for among the
+    # log's entries of the last `retry_window_s`, at most `retry_scan` of them.
+    retry_window_s: float = Field(120.0, ge=0)
+    retry_scan: int = Field(2000, ge=0)
     # Durable Streams live reads (bounded: API Gateway REST ends a request after 29 s).
     long_poll_timeout_s: float = Field(20.0, gt=0, le=25)
     # How long a caught-up SSE request waits for new data before it closes (the client
     # reconnects from the last control event).
     sse_hold_s: float = Field(1.0, ge=0, le=25)
-    # How many times a subscribe may try to go live while the head keeps moving, and for how
-    # long it may keep catching up, before it gives up with `unavailable`.
-    replay_catchup_rounds: int = Field(50, ge=1)
-    replay_catchup_s: float = Field(20.0, gt=0, le=600)
+    # How long a subscribe may replay (when the caller gives no deadline) before it pauses
+    # and tells the client where to continue.
+    replay_budget_s: float = Field(20.0, gt=0, le=600)
 
     # -- authentication (docs/auth.md) --
     # Off only for local hacking (`switchboard dev --no-auth`); on everywhere else.

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import iam
+from chalice.app import APIGateway
+
+from . import api, iam, trigger
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
@@ -64,12 +66,9 @@ PROFILES = {
                          ws_burst=2000, lambda_errors_threshold=5),
 }
 
-# The stream trigger: a poison record is retried a bounded number of times, isolated by
-# bisecting the batch, then set aside in the DLQ; it never blocks the shard for 24 hours.
-FANOUT_MAX_RETRIES = 5
-# Live delivery of a message older than this is pointless: subscribers that see the seq gap
-# fetch the missing messages from the log (the wire contract's fault rule; the SDKs do it).
-FANOUT_MAX_RECORD_AGE_S = 900
+# The stream trigger's settings live in infra/trigger.py (switchboard dev plays the same).
+FANOUT_MAX_RETRIES = trigger.MAX_RETRY_ATTEMPTS
+FANOUT_MAX_RECORD_AGE_S = trigger.MAX_RECORD_AGE_S
 ITERATOR_AGE_ALARM_MS = 60_000
 
 
@@ -374,27 +373,26 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
         }]}}
 
     fanout = iam.FUNCTION_LOGICAL_IDS["fanout_records"]
-    resources[fanout]["Properties"]["Events"] = {FANOUT_EVENT: {"Properties": {
-        "Stream": {"Fn::GetAtt": [iam.TABLE_LOGICAL_IDS[iam.MESSAGES], "StreamArn"]},
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-        "BisectBatchOnFunctionError": True,
-        "MaximumRetryAttempts": FANOUT_MAX_RETRIES,
-        "MaximumRecordAgeInSeconds": FANOUT_MAX_RECORD_AGE_S,
-        "DestinationConfig": {"OnFailure": {
-            "Type": "SQS", "Destination": {"Fn::GetAtt": [iam.DLQ_LOGICAL_ID, "Arn"]},
-        }},
-        # Only new messages: TTL expiry writes REMOVE records that would otherwise each
-        # invoke the fan-out for nothing.
-        "FilterCriteria": {"Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]})}]},
-    }}}
+    resources[fanout]["Properties"]["Events"] = {FANOUT_EVENT: {"Properties": (
+        trigger.event_properties(
+            stream_arn={"Fn::GetAtt": [iam.TABLE_LOGICAL_IDS[iam.MESSAGES], "StreamArn"]},
+            on_failure_arn={"Fn::GetAtt": [iam.DLQ_LOGICAL_ID, "Arn"]},
+        )
+    )}}
 
     resources.update(_connect_authorizer(app, stage))
 
-    resources["RestAPI"] = {"Properties": {"MethodSettings": [{
-        "ResourcePath": "/*", "HttpMethod": "*",
-        "ThrottlingRateLimit": profile.rest_rate,
-        "ThrottlingBurstLimit": profile.rest_burst,
-    }]}}
+    resources["RestAPI"] = {"Properties": {
+        "MethodSettings": [{
+            "ResourcePath": "/*", "HttpMethod": "*",
+            "ThrottlingRateLimit": profile.rest_rate,
+            "ThrottlingBurstLimit": profile.rest_burst,
+        }],
+        # Accept: */* (every HTTP client's default) must get a byte stream's bytes: api.py.
+        "DefinitionBody": {"x-amazon-apigateway-binary-media-types": (
+            api.deployed_binary_media_types(list(APIGateway().binary_types))
+        )},
+    }}
     resources["WebsocketAPIStage"] = {"Properties": {"DefaultRouteSettings": {
         "ThrottlingRateLimit": profile.ws_rate,
         "ThrottlingBurstLimit": profile.ws_burst,

@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="turn authentication off (anyone who reaches the port can do anything; "
              "default: on, with a fresh API key printed at start)",
     )
+    dev.add_argument(
+        "--lenient", action="store_true",
+        help="relax AWS's limits (frame and message sizes, timeouts, 6 MB responses...) for "
+             "hacking; by default the emulator fails where AWS fails",
+    )
     add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "dev":
@@ -67,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host, port=args.port, stream_poll_ms=args.stream_poll_ms,
             agent=args.agent,
             auth=args.auth,
+            lenient=args.lenient,
         )
     if args.command in COMMANDS:
         return run_client(args)

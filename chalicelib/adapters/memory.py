@@ -8,14 +8,15 @@ AWS adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.channels import ChannelMeta
 from ..core.forks import fork_member
+from ..core.logs import EntryKind, LogEntry
 from ..core.messages import NewMessage, StoredMessage
 from ..core.producers import ProducerState
-from ..core.subscriptions import Connection, Subscription, SubscriptionState
+from ..core.subscriptions import Connection, Handover, Subscription, SubscriptionState
 from ..ports import (
     AppendConflictError,
     AppendGuard,
@@ -23,9 +24,12 @@ from ..ports import (
     ConnectionGoneError,
     Deletion,
     ForkSourceChangedError,
-    GoLive,
+    IdsClaimedError,
+    SeqTakenError,
     SubscriptionLimitError,
 )
+
+Entry = StoredMessage | EntryKind  # a message, or a marker (core/logs.py)
 
 
 class MemoryStore:
@@ -34,8 +38,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.channels: dict[str, ChannelMeta] = {}
-        self.logs: dict[tuple[str, str], dict[int, StoredMessage]] = {}
-        self.ids: dict[tuple[str, str, str], int] = {}
+        self.logs: dict[tuple[str, str], dict[int, Entry]] = {}
+        # (channel, epoch, id) -> (seq, expires_at)
+        self.ids: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.producers: dict[tuple[str, str, str], ProducerState] = {}
         self.connections: dict[str, Connection] = {}
         self.connection_channels: dict[str, set[str]] = {}
@@ -43,7 +48,7 @@ class MemoryStore:
         # What DynamoDB Streams would carry: every appended message, in commit order.
         self.stream: list[StoredMessage] = []
 
-    # -- MessageStore ----------------------------------------------------------------------
+    # -- MessageStore: channels ------------------------------------------------------------
 
     def get_channel(self, name: str) -> ChannelMeta | None:
         with self._lock:
@@ -57,16 +62,27 @@ class MemoryStore:
             self.channels[meta.name] = meta
             return meta
 
-    def delete_channel(self, meta: ChannelMeta, purge: bool = False) -> Deletion | None:
+    def delete_channel(
+        self, meta: ChannelMeta, end_seq: int, purge: bool = False
+    ) -> Deletion | None:
         with self._lock:
             current = self.channels.get(meta.name)
             if current is None or current.epoch != meta.epoch:
                 return None
+            self._end_log(meta.name, meta.epoch, end_seq)
             if current.forks and not purge:
                 self.channels[meta.name] = replace(current, deleted=True)
                 return Deletion(soft=True)
             del self.channels[meta.name]
             return Deletion(soft=False)
+
+    def _end_log(self, name: str, epoch: str, end_seq: int) -> None:
+        log = self.logs.setdefault((name, epoch), {})
+        if EntryKind.END in log.values():
+            return  # ended already (a soft delete, then the purge of its collection)
+        if end_seq in log:
+            raise SeqTakenError(_entry(end_seq, log[end_seq]))
+        log[end_seq] = EntryKind.END
 
     def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
         assert meta.fork is not None
@@ -98,65 +114,129 @@ class MemoryStore:
             self.channels[name] = current
             return None
 
+    def mark_written(self, meta: ChannelMeta, now_ms: int) -> None:
+        with self._lock:
+            current = self.channels.get(meta.name)
+            if current is not None and current.epoch == meta.epoch and not current.written_ms:
+                self.channels[meta.name] = replace(current, written_ms=now_ms)
+
+    def renew_epoch(self, meta: ChannelMeta, new_epoch: str, end_seq: int) -> bool:
+        with self._lock:
+            current = self.channels.get(meta.name)
+            if current is None or current.epoch != meta.epoch:
+                return False
+            self._end_log(meta.name, meta.epoch, end_seq)
+            self.channels[meta.name] = replace(
+                current, epoch=new_epoch, previous_epoch=meta.epoch, written_ms=None,
+                stream_seq=None,
+            )
+            return True
+
+    # -- MessageStore: logs ----------------------------------------------------------------
+
+    def last_entry(self, name: str, epoch: str) -> LogEntry | None:
+        with self._lock:
+            log = self.logs.get((name, epoch))
+            if not log:
+                return None
+            seq = max(log)
+            return _entry(seq, log[seq])
+
+    def entry(self, name: str, epoch: str, seq: int) -> LogEntry | None:
+        with self._lock:
+            found = self.logs.get((name, epoch), {}).get(seq)
+            return _entry(seq, found) if found is not None else None
+
     def append(
         self,
         meta: ChannelMeta,
+        first_seq: int,
         messages: Sequence[NewMessage],
         ts: int,
         expires_at: int,
         guard: AppendGuard | None = None,
+        claim_ids: bool = True,
+        stale_claims: Mapping[str, int] | None = None,
     ) -> list[StoredMessage]:
+        guard = guard or AppendGuard()
+        stale = stale_claims or {}
         with self._lock:
-            current = self.channels.get(meta.name)
-            if (
-                current is None
-                or current.epoch != meta.epoch
-                or current.head != meta.head
-                or current.deleted
-            ):
-                raise AppendConflictError(meta.name)
-            if guard is not None:
-                if current.closed:
-                    raise AppendConflictError(meta.name)
-                if guard.producer is not None:
-                    key = (meta.name, meta.epoch, guard.producer.producer_id)
-                    if self.producers.get(key) != guard.producer_before:
-                        raise AppendConflictError(meta.name)
-            for message in messages:
-                if message.id is not None and (meta.name, meta.epoch, message.id) in self.ids:
-                    raise AppendConflictError(meta.name)
             log = self.logs.setdefault((meta.name, meta.epoch), {})
+            end = first_seq + len(messages) + (1 if guard.close else 0)
+            for seq in range(first_seq, end):
+                if seq in log:
+                    raise SeqTakenError(_entry(seq, log[seq]) if seq == first_seq else None)
+            if claim_ids:
+                claimed = {}
+                for message in messages:
+                    if message.id is None:
+                        continue
+                    held = self.ids.get((meta.name, meta.epoch, message.id))
+                    if held is not None and held[1] > ts // 1000 and (
+                        stale.get(message.id) != held[0]
+                    ):
+                        claimed[message.id] = held[0]
+                if claimed:
+                    raise IdsClaimedError(claimed)
+            if guard.stream_seq is not None or guard.close:
+                # As on DynamoDB, the channel's item joins only for Stream-Seq or close.
+                current = self.channels.get(meta.name)
+                if current is None or current.epoch != meta.epoch or current.closed or (
+                    current.deleted
+                ):
+                    raise AppendConflictError(meta.name)
+                if guard.stream_seq is not None and current.stream_seq != guard.stream_seq_before:
+                    raise AppendConflictError(meta.name)
+            if guard.producer is not None:
+                key = (meta.name, meta.epoch, guard.producer.producer_id)
+                if self.producers.get(key) != guard.producer_before:
+                    raise AppendConflictError(meta.name)
             stored = []
-            for offset, message in enumerate(messages, start=1):
+            for offset, message in enumerate(messages):
                 item = StoredMessage(
-                    channel=meta.name,
-                    epoch=meta.epoch,
-                    seq=meta.head + offset,
-                    body=message.body,
-                    ts=ts,
-                    expires_at=expires_at,
-                    id=message.id,
-                    publisher=message.publisher,
+                    channel=meta.name, epoch=meta.epoch, seq=first_seq + offset,
+                    body=message.body, ts=ts, expires_at=expires_at, id=message.id,
+                    publisher=message.publisher, token=message.token,
                 )
                 log[item.seq] = item
-                if message.id is not None:
-                    self.ids[(meta.name, meta.epoch, message.id)] = item.seq
+                if claim_ids and message.id is not None:
+                    self.ids[(meta.name, meta.epoch, message.id)] = (item.seq, expires_at)
                 stored.append(item)
             self.stream.extend(stored)
-            updated = current.with_head(meta.head + len(messages))
-            if guard is not None:
+            if guard.guarded:
+                if guard.close:
+                    log[first_seq + len(messages)] = EntryKind.CLOSE
                 if guard.producer is not None:
-                    self.producers[(meta.name, meta.epoch, guard.producer.producer_id)] = (
-                        guard.producer
+                    key = (meta.name, meta.epoch, guard.producer.producer_id)
+                    self.producers[key] = guard.producer
+                if guard.stream_seq is not None or guard.close:
+                    current = self.channels[meta.name]
+                    self.channels[meta.name] = replace(
+                        current,
+                        closed=current.closed or guard.close,
+                        stream_seq=guard.stream_seq or current.stream_seq,
                     )
-                updated = replace(
-                    updated,
-                    closed=guard.close,
-                    stream_seq=guard.stream_seq or updated.stream_seq,
-                    expires_at=guard.stream_expires_at or updated.expires_at,
-                )
-            self.channels[meta.name] = updated
             return stored
+
+    def claim(
+        self, meta: ChannelMeta, message_id: str, seq: int, expires_at: int, now_s: int
+    ) -> int | None:
+        with self._lock:
+            key = (meta.name, meta.epoch, message_id)
+            held = self.ids.get(key)
+            if held is not None and held[1] > now_s:
+                return held[0]
+            self.ids[key] = (seq, expires_at)
+            return None
+
+    def move_claim(self, meta: ChannelMeta, message_id: str, from_seq: int, to_seq: int) -> bool:
+        with self._lock:
+            key = (meta.name, meta.epoch, message_id)
+            held = self.ids.get(key)
+            if held is None or held[0] != from_seq:
+                return False
+            self.ids[key] = (to_seq, held[1])
+            return True
 
     def get_producer(self, meta: ChannelMeta, producer_id: str) -> ProducerState | None:
         with self._lock:
@@ -173,10 +253,24 @@ class MemoryStore:
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         with self._lock:
             return {
-                i: self.ids[(meta.name, meta.epoch, i)]
+                i: self.ids[(meta.name, meta.epoch, i)][0]
                 for i in ids
                 if (meta.name, meta.epoch, i) in self.ids
             }
+
+    def find_token(
+        self, name: str, epoch: str, token: str, since_ms: int, most: int
+    ) -> int | None:
+        with self._lock:
+            log = self.logs.get((name, epoch), {})
+            for seq in sorted(log, reverse=True)[:most]:
+                entry = log[seq]
+                if isinstance(entry, StoredMessage):
+                    if entry.ts < since_ms:
+                        return None
+                    if entry.token == token:
+                        return seq
+            return None
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None
@@ -184,12 +278,14 @@ class MemoryStore:
         with self._lock:
             log = self.logs.get((name, epoch), {})
             seqs = sorted(s for s in log if s > after_seq and (until_seq is None or s <= until_seq))
-            return [log[s] for s in seqs[:limit]]
+            return [m for s in seqs[:limit] if isinstance(m := log[s], StoredMessage)]
 
     def first_retained(self, name: str, epoch: str, now_s: int, head: int) -> int:
         with self._lock:
             log = self.logs.get((name, epoch), {})
-            live = [s for s, m in log.items() if m.expires_at > now_s]
+            live = [
+                s for s, m in log.items() if isinstance(m, StoredMessage) and m.expires_at > now_s
+            ]
             return min(live) if live else head + 1
 
     def drain_stream(self) -> list[StoredMessage]:
@@ -199,7 +295,7 @@ class MemoryStore:
             return out
 
     def expire(self, name: str, epoch: str, through_seq: int) -> None:
-        """Test helper: physically remove messages, as DynamoDB TTL eventually does."""
+        """Test helper: physically remove entries, as DynamoDB TTL eventually does."""
         with self._lock:
             log = self.logs.get((name, epoch), {})
             for seq in [s for s in log if s <= through_seq]:
@@ -228,7 +324,7 @@ class MemoryStore:
                 raise SubscriptionLimitError(subscription.connection_id)
             held.add(subscription.channel)
             self.subs.setdefault(subscription.channel, {})[subscription.connection_id] = (
-                replace(subscription, state=SubscriptionState.REPLAYING)
+                replace(subscription, state=SubscriptionState.REPLAYING, missed=0)
             )
 
     def unsubscribe(self, channel: str, connection_id: str) -> bool:
@@ -236,22 +332,48 @@ class MemoryStore:
             self.connection_channels.get(connection_id, set()).discard(channel)
             return self.subs.get(channel, {}).pop(connection_id, None) is not None
 
-    def go_live(self, subscription: Subscription, head: int) -> GoLive:
+    def _current(self, subscription: Subscription) -> Subscription | None:
+        current = self.subs.get(subscription.channel, {}).get(subscription.connection_id)
+        if current is None or current.epoch != subscription.epoch:
+            return None
+        return current
+
+    def _put(self, subscription: Subscription) -> None:
+        self.subs[subscription.channel][subscription.connection_id] = subscription
+
+    def note_missed(self, subscription: Subscription, seq: int) -> bool:
         with self._lock:
-            current = self.subs.get(subscription.channel, {}).get(subscription.connection_id)
-            meta = self.channels.get(subscription.channel)
-            if current is None or meta is None or meta.epoch != subscription.epoch:
-                return GoLive.GONE
-            if meta.head != head:
-                return GoLive.HEAD_MOVED
-            self.subs[subscription.channel][subscription.connection_id] = replace(
-                current, state=SubscriptionState.LIVE, after_seq=head
+            current = self._current(subscription)
+            if current is None or current.state is not SubscriptionState.REPLAYING:
+                return False
+            self._put(replace(current, missed=max(current.missed, seq)))
+            return True
+
+    def go_live(self, subscription: Subscription, after_seq: int) -> Handover:
+        with self._lock:
+            current = self._current(subscription)
+            if current is None or current.state is not SubscriptionState.REPLAYING:
+                return Handover.GONE
+            if current.missed > after_seq:
+                return Handover.BEHIND
+            self._put(
+                replace(current, state=SubscriptionState.LIVE, after_seq=after_seq, missed=0)
             )
-            return GoLive.LIVE
+            return Handover.LIVE
+
+    def get_subscription(self, channel: str, connection_id: str) -> Subscription | None:
+        with self._lock:
+            return self.subs.get(channel, {}).get(connection_id)
 
     def subscribers(self, channel: str) -> list[Subscription]:
         with self._lock:
             return list(self.subs.get(channel, {}).values())
+
+
+def _entry(seq: int, found: Entry) -> LogEntry:
+    if isinstance(found, StoredMessage):
+        return LogEntry(seq, EntryKind.MESSAGE, found.id)
+    return LogEntry(seq, found)
 
 
 @dataclass

@@ -15,7 +15,9 @@ from .offsets import BEGINNING, Position, StartRequest, encode
 class ChannelMeta:
     name: str
     epoch: str
-    head: int  # last seq assigned in this epoch; 0 when nothing was published
+    # The last message's seq in this epoch (0 when nothing was published). As stored, the
+    # log's base (0, or a fork's inherited prefix); the services fill in the tail.
+    head: int
     created_ms: int
     retention_s: int
     content_type: str = JSON_CONTENT_TYPE
@@ -31,6 +33,10 @@ class ChannelMeta:
     fork: ForkOrigin | None = None
     forks: frozenset[str] = frozenset()
     deleted: bool = False
+    # When the log was first written (epoch ms), and the epoch it replaced if its previous
+    # log expired entirely (core/logs.py): offsets of that epoch are answered offset_expired.
+    written_ms: int | None = None
+    previous_epoch: str | None = None
 
     @property
     def ancestors(self) -> tuple[Ancestor, ...]:
@@ -77,6 +83,13 @@ def resolve_start(start: StartRequest, meta: ChannelMeta, earliest_seq: int) -> 
     pos: Position = start.position
     if pos.epoch != meta.epoch and (alias := alias_seq(meta.ancestors, pos)) is not None:
         pos = Position(meta.epoch, alias)  # an ancestor's offset in the shared prefix
+    if pos.epoch == meta.previous_epoch:
+        # That log expired entirely and the channel moved to a new epoch (core/logs.py).
+        raise OffsetExpiredError(
+            f"Messages after {pos.offset} have passed the channel's retention of "
+            f"{meta.retention_s} s. Resume from the earliest retained offset in 'detail'.",
+            {"earliest": _earliest_offset(meta, earliest_seq), "offset": pos.offset},
+        )
     if pos.epoch != meta.epoch:
         raise EpochMismatchError(
             f"Offset {pos.offset} belongs to an earlier life of channel {meta.name!r}, which "

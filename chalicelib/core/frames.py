@@ -24,6 +24,9 @@ class Subscribe:
     ref: str | None
     channel: str
     start: StartRequest
+    # Several messages per frame ({"type": "messages", ...}): fewer, fuller frames for a
+    # backlog or a busy channel. Off unless asked for, so v0 clients see one per frame.
+    batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Publish:
     channel: str
     data: Any
     id: str | None
+    # Without an id: a token chosen by the client for this publish, and whether this frame
+    # is a retry of it (then the server looks for the token before storing: an answer lost
+    # in transit does not store the message twice).
+    token: str | None = None
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,23 @@ def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
         return Ping(ref)
     channel = validate_channel(obj.get("channel"))
     if action == "subscribe":
-        return Subscribe(ref, channel, parse_start(obj.get("from", "now")))
+        batch = obj.get("batch", False)
+        if not isinstance(batch, bool):
+            raise InvalidFrameError("'batch' must be true or false.", {"field": "batch"})
+        return Subscribe(ref, channel, parse_start(obj.get("from", "now")), batch)
     if action == "unsubscribe":
         return Unsubscribe(ref, channel)
     if "data" not in obj:
         raise InvalidFrameError(
             "A publish frame needs 'data' (any JSON value).", {"field": "data"}
         )
-    return Publish(ref, channel, obj["data"], validate_id(obj.get("id")))
+    retry = obj.get("retry", False)
+    if not isinstance(retry, bool):
+        raise InvalidFrameError("'retry' must be true or false.", {"field": "retry"})
+    return Publish(
+        ref, channel, obj["data"], validate_id(obj.get("id")),
+        validate_id(obj.get("token"), "token"), retry,
+    )
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -108,8 +125,45 @@ def _with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
     return frame
 
 
+# API Gateway delivers a WebSocket message over 32 KB as several frames; batches stay under.
+MAX_BATCH_FRAME_BYTES = 32 * 1024 - 512
+
+
 def message_frame(message: StoredMessage) -> str:
     return dumps({"type": "message", **message.to_dict()})
+
+
+def message_frames(messages: list[StoredMessage], batch: bool) -> list[tuple[int, str]]:
+    """The frames that carry ``messages`` in order, each with how many messages it holds:
+    one each, or (``batch``) as few ``{"type": "messages", "channel": …, "messages": […]}``
+    frames as fit under 32 KB (a message too big for that travels alone, as a ``message``
+    frame). The messages are of one channel."""
+    if not batch:
+        return [(1, message_frame(m)) for m in messages]
+    out: list[tuple[int, str]] = []
+    pending: list[str] = []
+    size = 0
+    channel = messages[0].channel if messages else ""
+
+    def flush() -> None:
+        nonlocal size
+        if len(pending) == 1:
+            out.append((1, '{"type":"message",' + pending[0][1:]))
+        elif pending:
+            head = dumps({"type": "messages", "channel": channel})[:-1]
+            out.append((len(pending), head + ',"messages":[' + ",".join(pending) + "]}"))
+        pending.clear()
+        size = 0
+
+    for message in messages:
+        encoded = dumps(message.to_dict())
+        length = len(encoded.encode("utf-8")) + 1
+        if pending and size + length > MAX_BATCH_FRAME_BYTES:
+            flush()
+        pending.append(encoded)
+        size += length
+    flush()
+    return out
 
 
 def subscribed_frame(

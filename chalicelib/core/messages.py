@@ -24,6 +24,8 @@ class NewMessage:
     body: bytes
     id: str | None = None
     publisher: str | None = None
+    # A publish's request token (no id): lets a retry after a lost answer find it.
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class StoredMessage:
     expires_at: int  # epoch seconds (the DynamoDB TTL attribute)
     id: str | None = None
     publisher: str | None = None
+    token: str | None = None  # stored, never delivered
 
     @property
     def offset(self) -> str:
@@ -98,12 +101,12 @@ def check_size(size: int, max_bytes: int) -> None:
         )
 
 
-def validate_id(value: object) -> str | None:
+def validate_id(value: object, field: str = "id") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise InvalidFrameError(
-            f"'id' must be a non-empty string of at most {MAX_ID_LENGTH} characters.",
-            {"field": "id"},
+            f"'{field}' must be a non-empty string of at most {MAX_ID_LENGTH} characters.",
+            {"field": field},
         )
     return value

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 
 class SubscriptionState(StrEnum):
-    # Registered, replay in progress: the fan-out skips it so nothing overtakes the replay.
+    """How a subscription goes from replay to live delivery with one sender at a time, and
+    without contending with publishers (nothing here touches the channel's item):
+
+    REPLAYING  the subscribe handler sends the backlog. The fan-out sends nothing; it notes on
+               the subscription the highest seq it would have sent (``missed``).
+    LIVE       the handler switched it, at the last seq it sent, only if nothing noted is past
+               that seq (else it sends the rest and tries again); the fan-out then delivers
+               every message with seq > ``after_seq``. Frames arrive in seq order, once.
+    """
+
     REPLAYING = "replaying"
-    # Caught up: the fan-out delivers every message with seq > after_seq.
     LIVE = "live"
+
+
+class Handover(Enum):
+    """What switching a replaying subscription to live did."""
+
+    LIVE = "live"
+    BEHIND = "behind"  # the fan-out noted a later seq meanwhile: send it, then try again
+    GONE = "gone"  # unsubscribed, disconnected, or replaced by a later subscription
 
 
 @dataclass(frozen=True)
@@ -33,7 +49,10 @@ class Subscription:
     after_seq: int
     state: SubscriptionState
     expires_at: int
+    missed: int = 0  # while replaying: the highest seq the fan-out held back
+    batch: bool = False  # several messages per frame (core/frames.py message_frames)
 
     def wants(self, epoch: str, seq: int) -> bool:
-        """Whether the fan-out should deliver message ``seq`` of ``epoch`` to this subscriber."""
-        return self.state is SubscriptionState.LIVE and epoch == self.epoch and seq > self.after_seq
+        """Whether message ``seq`` of ``epoch`` is for this subscriber (the fan-out sends it
+        when LIVE, and notes it when REPLAYING)."""
+        return epoch == self.epoch and seq > self.after_seq

@@ -18,13 +18,13 @@ from ..core import stream_headers as headers_
 from ..core import streams as protocol
 from ..core.capabilities import ADMIN, HISTORY, PUBLISH
 from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
-from ..core.names import validate_channel
 from ..core.offsets import BEGINNING, parse_start
 from ..core.producers import ProducerRequest, parse_producer
 from ..observability import logger
 from ..services.appends import AppendOutcome, StreamClosedError
 from ..services.streams import AppendStream, CreateStream, StreamService
-from .http import error_response
+from . import invocation
+from .http import error_response, path_channel
 from .principals import http_principal
 
 P = ParamSpec("P")
@@ -86,10 +86,11 @@ def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Respons
 
 @stream_errors
 def dispatch(request: Request, channel: str) -> Response:
+    channel = path_channel(channel)
     method = request.method.upper()
     # Appends are stamped with who authenticated; nothing in the request can say otherwise.
     publisher = http_principal(
-        request, validate_channel(channel), _OPERATIONS.get(method, ADMIN)
+        request, channel, _OPERATIONS.get(method, ADMIN)
     ).publisher
     if method == "PUT":
         return create(request, channel, publisher)
@@ -130,7 +131,8 @@ def create(request: Request, channel: str, publisher: str | None = None) -> Resp
             fork_offset=headers.get("stream-fork-offset"),
             fork_sub_offset=headers.get("stream-fork-sub-offset"),
             publisher=publisher,
-        )
+        ),
+        invocation.deadline_ms(streams.clock),
     )
     response_headers = {
         "Content-Type": meta.content_type,
@@ -170,7 +172,8 @@ def append(request: Request, channel: str, publisher: str | None = None) -> Resp
     producer = parse_producer(
         headers.get("producer-id"), headers.get("producer-epoch"), headers.get("producer-seq")
     )
-    outcome = _streams().append(
+    streams = _streams()
+    outcome = streams.append(
         AppendStream(
             name=channel,
             body=_raw_body(request),
@@ -179,7 +182,8 @@ def append(request: Request, channel: str, publisher: str | None = None) -> Resp
             producer=producer,
             stream_seq=stream_seq,
             publisher=publisher,
-        )
+        ),
+        invocation.deadline_ms(streams.clock),
     )
     return _append_response(outcome, producer)
 
@@ -229,9 +233,12 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
     after = streams.start_read(meta, start)
     cursor = streams.cursor(params.get("cursor"))
     if live == "sse":
-        return _respond(streams.sse(meta, after, cursor), 200, protocol.sse_headers(meta))
+        deadline = invocation.deadline_ms(streams.clock)
+        return _respond(
+            streams.sse(meta, after, cursor, deadline), 200, protocol.sse_headers(meta)
+        )
     if live == "long-poll":
-        batch = streams.long_poll(meta, after)
+        batch = streams.long_poll(meta, after, invocation.deadline_ms(streams.clock))
         if batch.count == 0:
             headers = {
                 **protocol.meta_headers(batch.meta),

@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec
+from urllib.parse import unquote
 
 from chalice.app import Response
 
 from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
+from ..core.names import validate_channel
 from ..observability import logger
 
 P = ParamSpec("P")
@@ -44,6 +46,13 @@ def handles_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
             return error_response(InternalError("The server failed; retry the request."))
 
     return wrapper
+
+
+def path_channel(raw: str) -> str:
+    """The channel named by a path parameter. API Gateway passes path parameters as the
+    client sent them, percent-encoding included: ``runs%3A1`` is ``runs:1``, and ``a%3Bb`` is
+    ``a;b`` (refused like ``a;b``)."""
+    return validate_channel(unquote(raw))
 
 
 def parse_json(raw: bytes | None, what: str = "The request body") -> Any:

@@ -10,12 +10,18 @@ from chalice.app import Request, Response
 from .. import __version__
 from ..bootstrap import services
 from ..core.capabilities import ADMIN, HISTORY, PUBLISH
-from ..core.errors import ConflictError, InvalidRequestError, TooLargeError, UnauthorizedError
+from ..core.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
+)
 from ..core.messages import NewMessage, PublishResult, validate_id
-from ..core.names import validate_channel
 from ..core.offsets import parse_start
 from ..services.appends import AppendRequest
-from .http import handles_errors, int_param, json_response, parse_json
+from . import invocation
+from .http import handles_errors, int_param, json_response, parse_json, path_channel
 from .principals import http_principal
 
 
@@ -30,6 +36,19 @@ def _body(request: Request) -> bytes | None:
             {"size": len(raw), "max_bytes": limit},
         )
     return raw
+
+
+@handles_errors
+def no_such_route(request: Request) -> Response:
+    path = str((request.context or {}).get("path") or "")
+    hint = ""
+    if path.startswith(("/v1/channels/", "/v1/stream/")):
+        hint = " Channel names hold no '/': segments are separated by ':' (runs:7f3a)."
+    raise NotFoundError(
+        f"No such route: {request.method} {path[:200]}.{hint} The API is described at "
+        "GET /v1/openapi.json.",
+        {"path": path[:200]},
+    )
 
 
 @handles_errors
@@ -68,20 +87,20 @@ def issue_token(request: Request) -> Response:
 
 @handles_errors
 def get_channel(request: Request, channel: str) -> Response:
-    http_principal(request, validate_channel(channel), HISTORY)
+    channel = path_channel(channel)
+    http_principal(request, channel, HISTORY)
     return json_response(services().channels.info(channel))
 
 
 @handles_errors
 def put_channel(request: Request, channel: str) -> Response:
     """Create a channel with settings (``{"retention": seconds}``); idempotent."""
-    http_principal(request, validate_channel(channel), ADMIN)
+    channel = path_channel(channel)
+    http_principal(request, channel, ADMIN)
     raw = _body(request)
     body = parse_json(raw) if raw else {}
     if not isinstance(body, dict) or set(body) - {"retention"}:
-        raise InvalidRequestError(
-            'The body must be an object with optional "retention" (seconds).'
-        )
+        raise InvalidRequestError('The body must be an object with optional "retention" (seconds).')
     retention = body.get("retention")
     if retention is not None and (
         not isinstance(retention, int) or isinstance(retention, bool) or retention < 1
@@ -99,14 +118,16 @@ def put_channel(request: Request, channel: str) -> Response:
 
 @handles_errors
 def delete_channel(request: Request, channel: str) -> Response:
-    http_principal(request, validate_channel(channel), ADMIN)
+    channel = path_channel(channel)
+    http_principal(request, channel, ADMIN)
     services().channels.delete(channel)
     return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
 
 
 @handles_errors
 def get_messages(request: Request, channel: str) -> Response:
-    http_principal(request, validate_channel(channel), HISTORY)
+    channel = path_channel(channel)
+    http_principal(request, channel, HISTORY)
     params: Mapping[str, str] = request.query_params or {}
     svc = services()
     limit = int_param(params.get("limit"), "limit", 100, 1, svc.settings.history_max_limit)
@@ -122,15 +143,20 @@ def get_messages(request: Request, channel: str) -> Response:
 
 @handles_errors
 def post_messages(request: Request, channel: str) -> Response:
-    principal = http_principal(request, validate_channel(channel), PUBLISH)
+    channel = path_channel(channel)
+    principal = http_principal(request, channel, PUBLISH)
     body = parse_json(_body(request))
     svc = services()
     items = body if isinstance(body, list) else [body]
     if not items:
         raise InvalidRequestError("The list of messages is empty; send at least one.")
     messages = [_new_message(svc.channels.encode, item) for item in items]
+    retry = request.headers.get("x-switchboard-retry", "").lower() == "true"
     outcome = svc.appender.append(
-        AppendRequest(channel, messages, implicit_create=True, publisher=principal.publisher)
+        AppendRequest(
+            channel, messages, implicit_create=True, publisher=principal.publisher, retry=retry
+        ),
+        invocation.deadline_ms(svc.channels.clock),
     )
     results = outcome.results
     acks = [_ack(r) for r in results]
@@ -139,11 +165,17 @@ def post_messages(request: Request, channel: str) -> Response:
 
 
 def _new_message(encode: Any, item: Any) -> NewMessage:
-    if not isinstance(item, dict) or "data" not in item or set(item) - {"data", "id"}:
+    if not isinstance(item, dict) or "data" not in item or set(item) - {"data", "id", "token"}:
         raise InvalidRequestError(
-            'Each message is an object {"data": <any JSON>, "id": "<optional idempotency key>"}.'
+            'Each message is an object {"data": <any JSON>, "id": "<optional idempotency key>"}'
+            ' (or, without an id, an optional "token" that a retry sent with '
+            "X-Switchboard-Retry: true can be recognised by)."
         )
-    return NewMessage(encode(item["data"]), validate_id(item.get("id")))
+    return NewMessage(
+        encode(item["data"]),
+        validate_id(item.get("id")),
+        token=validate_id(item.get("token"), "token"),
+    )
 
 
 def _ack(result: PublishResult) -> dict[str, Any]:

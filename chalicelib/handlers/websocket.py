@@ -11,15 +11,29 @@ from ..core.capabilities import Principal
 from ..core.errors import SwitchboardError
 from ..observability import logger
 from ..services.sessions import WsContext
-from . import principals
+from . import invocation, principals
+
+
+def management_endpoint(event: WebsocketEvent, region: str, configured: str | None) -> str:
+    """Where to post to this event's connections: the setting if given (the local gateway),
+    else the API's own execute-api URL, built from its id and region. Not from the event's
+    domain: behind a custom domain the base-path mapping replaces the stage, and posts to
+    https://{custom domain}/{stage} fail."""
+    if configured:
+        return configured
+    context = event.to_dict().get("requestContext") or {}
+    api_id = context.get("apiId")
+    if not api_id:
+        return f"https://{event.domain_name}/{event.stage}"
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{event.stage}"
 
 
 def _context(event: WebsocketEvent, principal: Principal) -> WsContext:
     svc = services()
-    # On AWS the Management API lives at https://{domain}/{stage}; a setting overrides it
-    # (custom domains, the local gateway).
-    endpoint = svc.settings.websocket_endpoint or f"https://{event.domain_name}/{event.stage}"
-    return WsContext(event.connection_id, endpoint, principal)
+    endpoint = management_endpoint(event, svc.settings.region, svc.settings.websocket_endpoint)
+    return WsContext(
+        event.connection_id, endpoint, principal, invocation.deadline_ms(svc.sessions.clock)
+    )
 
 
 def connect(event: WebsocketEvent) -> dict[str, Any]:

@@ -13,11 +13,17 @@ from typing import Any
 from ..core.channels import ChannelMeta, resolve_start
 from ..core.errors import ConflictError, GoneError, NotFoundError
 from ..core.forks import fork_member, parse_member, segments
+from ..core.logs import Tail, locate_tail
 from ..core.messages import JSON_CONTENT_TYPE, StoredMessage, encode_data
 from ..core.names import namespace_of, validate_channel
 from ..core.offsets import StartRequest, encode, new_epoch
-from ..ports import NO_METRICS, ChannelExistsError, Clock, MessageStore, Metrics
+from ..ports import NO_METRICS, ChannelExistsError, Clock, MessageStore, Metrics, SeqTakenError
 from ..settings import Settings
+
+_UNBOUNDED = 2**62  # an upper seq bound no log reaches
+# Bodies per HTTP read: under Lambda's 6 MB response, with the JSON around each message.
+READ_MAX_BYTES = 4 * 1024 * 1024
+_MESSAGE_OVERHEAD = 300
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,18 @@ class ChannelService:
     # -- lifecycle -------------------------------------------------------------------------
 
     def get(self, name: str) -> ChannelMeta:
-        """The channel's metadata; :class:`NotFoundError` if it does not exist (or expired),
-        :class:`GoneError` if it was deleted while forks still hold it."""
+        """The channel's metadata with ``head`` at its last message; :class:`NotFoundError` if
+        it does not exist (or expired), :class:`GoneError` if it was deleted while forks still
+        hold it."""
+        return self.with_tail(self.stored(name))
+
+    def stored(self, name: str, create: bool = False) -> ChannelMeta:
+        """The channel as stored (``head`` is its log's base), created with its namespace's
+        defaults if ``create``; the errors of :meth:`get`."""
         meta = self.load(validate_channel(name))
+        if meta is None and create:
+            meta, _ = self.create(name)
+            return meta
         if meta is None:
             raise NotFoundError(
                 f"Channel {name!r} does not exist. Create it with PUT /v1/stream/{name}, or "
@@ -72,11 +87,16 @@ class ChannelService:
 
     def get_or_create(self, name: str) -> ChannelMeta:
         """Implicit creation, with the namespace's defaults (WebSocket and /v1/channels)."""
-        meta = self.load(validate_channel(name))
-        if meta is not None:
-            return self.get(name) if meta.deleted else meta
-        meta, _ = self.create(name)
-        return meta
+        return self.with_tail(self.stored(name, create=True))
+
+    def tail(self, meta: ChannelMeta) -> Tail:
+        """Where ``meta``'s own log ends (one strongly consistent Query of one item)."""
+        last = self.store.last_entry(meta.name, meta.epoch)
+        return locate_tail(meta, last, self.clock.now_ms())
+
+    def with_tail(self, meta: ChannelMeta) -> ChannelMeta:
+        """``meta`` as stored (``head`` the log's base) with ``head`` at its last message."""
+        return meta.with_head(self.tail(meta).head)
 
     def create(
         self,
@@ -106,7 +126,7 @@ class ChannelService:
             existing = self.replaceable(exists.existing)
             if existing is None:
                 return self.create(name, retention_s, content_type, expires_at, ttl_s)
-            return existing, False
+            return self.with_tail(existing), False
 
     def replaceable(self, existing: ChannelMeta) -> ChannelMeta | None:
         """None once an expired channel is removed (the caller creates anew); the channel
@@ -114,7 +134,15 @@ class ChannelService:
         if existing.is_expired(self.now_s()):
             # A stream past its Durable Streams TTL is gone: replace it with a new epoch.
             # Its forks keep reading its log (by name and epoch) until the log expires.
-            if self.store.delete_channel(existing, purge=True) is not None:
+            while True:
+                try:
+                    purged = self.store.delete_channel(
+                        existing, self.tail(existing).next_seq, purge=True
+                    )
+                    break
+                except SeqTakenError:
+                    continue
+            if purged is not None:
                 self.release(existing)
             return None
         if existing.deleted:
@@ -127,7 +155,12 @@ class ChannelService:
 
     def delete(self, name: str) -> None:
         meta = self.get(name)
-        deletion = self.store.delete_channel(meta)
+        while True:
+            try:
+                deletion = self.store.delete_channel(meta, self.tail(meta).next_seq)
+                break
+            except SeqTakenError:
+                continue  # a publish landed meanwhile: end the log after it
         if deletion is None:
             raise NotFoundError(f"Channel {name!r} does not exist.", {"channel": name})
         if not deletion.soft:
@@ -178,10 +211,21 @@ class ChannelService:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def read(self, name: str, start: StartRequest, limit: int) -> ReadResult:
+    def read(
+        self, name: str, start: StartRequest, limit: int, max_bytes: int = READ_MAX_BYTES
+    ) -> ReadResult:
+        """Up to ``limit`` messages after ``start``, and no more than ``max_bytes`` of bodies
+        (a response must stay under Lambda's 6 MB): the rest follows from ``next``."""
         meta = self.get(name)
         after = self.resolve(meta, start)
-        return ReadResult(meta, self.read_after(meta, after, limit), after)
+        messages = self.read_after(meta, after, limit)
+        size = 0
+        for count, message in enumerate(messages):
+            size += len(message.body) + _MESSAGE_OVERHEAD
+            if count and size > max_bytes:
+                messages = messages[:count]
+                break
+        return ReadResult(meta, messages, after)
 
     def resolve(self, meta: ChannelMeta, start: StartRequest) -> int:
         """The seq a reader starts after (raises offset_expired / epoch_mismatch)."""
@@ -199,12 +243,20 @@ class ChannelService:
         return meta.head + 1
 
     def read_after(
-        self, meta: ChannelMeta, after_seq: int, limit: int, until_seq: int | None = None
+        self,
+        meta: ChannelMeta,
+        after_seq: int,
+        limit: int,
+        until_seq: int | None = None,
+        to_end: bool = False,
     ) -> list[StoredMessage]:
-        """Retained messages after ``after_seq``, at most ``limit``, skipping expired ones."""
+        """Retained messages after ``after_seq``, at most ``limit``, skipping expired ones:
+        up to ``meta.head`` (and ``until_seq``), or whatever the log holds now (``to_end``)."""
         now_s = self.now_s()
         out: list[StoredMessage] = []
-        end = meta.head if until_seq is None else min(until_seq, meta.head)
+        end = _UNBOUNDED if to_end else meta.head
+        if until_seq is not None:
+            end = min(until_seq, end)
         # A fork reads its inherited prefix from its ancestors' logs, then its own.
         for segment in segments(meta.name, meta.epoch, meta.ancestors, after_seq, end):
             inherited = segment.name != meta.name or segment.epoch != meta.epoch

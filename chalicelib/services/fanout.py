@@ -42,7 +42,15 @@ class FanoutReport:
 class _Delivery:
     endpoint: str
     connection_id: str
-    frames: list[tuple[str, str]] = field(default_factory=list)  # (record id, frame)
+    # (ids of the stream records a frame carries, the frame), in delivery order
+    frames: list[tuple[list[str], str]] = field(default_factory=list)
+
+    def add(self, records: list[tuple[str, StoredMessage]], batch: bool) -> None:
+        """One subscription's messages, one per frame or (``batch``) packed."""
+        start = 0
+        for count, frame in frames.message_frames([m for _, m in records], batch):
+            self.frames.append(([r for r, _ in records[start : start + count]], frame))
+            start += count
 
 
 class FanoutService:
@@ -69,7 +77,10 @@ class FanoutService:
         """``records`` are (stream record id, message) in stream order.
 
         One Query per channel finds its subscribers; each connection gets its frames in seq
-        order, and connections are served concurrently.
+        order (records of one channel are sorted by seq: a batch may interleave the records of
+        concurrent writes), and connections are served concurrently. A JOINING subscription
+        first gets what it missed between its replay and this batch, read from the log, then
+        goes LIVE (core/subscriptions.py).
         """
         by_channel: dict[str, list[tuple[str, StoredMessage]]] = defaultdict(list)
         for record_id, message in records:
@@ -77,17 +88,29 @@ class FanoutService:
         deliveries: dict[str, _Delivery] = {}
         stale: list[tuple[Subscription, str]] = []  # (subscription, the channel's new epoch)
         for channel, items in by_channel.items():
+            _sort_by_seq(items)
+            newest_epoch = items[-1][1].epoch
             for sub in self.subscriptions.subscribers(channel):
-                newest_epoch = items[-1][1].epoch
-                if sub.state is SubscriptionState.LIVE and sub.epoch != newest_epoch:
-                    stale.append((sub, newest_epoch))
+                if sub.epoch != newest_epoch:
+                    if sub.state is SubscriptionState.LIVE:
+                        stale.append((sub, newest_epoch))
                     continue
-                for record_id, message in items:
-                    if sub.wants(message.epoch, message.seq):
-                        delivery = deliveries.setdefault(
-                            sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
-                        )
-                        delivery.frames.append((record_id, frames.message_frame(message)))
+                wanted = [(r, m) for r, m in items if sub.wants(m.epoch, m.seq)]
+                if wanted and sub.state is SubscriptionState.REPLAYING:
+                    # Its replay sends these; note them so it does not go live before.
+                    if self.subscriptions.note_missed(sub, wanted[-1][1].seq):
+                        continue
+                    # It went live meanwhile: deliver from where its replay stopped.
+                    current = self.subscriptions.get_subscription(channel, sub.connection_id)
+                    if current is None or current.state is not SubscriptionState.LIVE:
+                        continue
+                    wanted = [(r, m) for r, m in items if current.wants(m.epoch, m.seq)]
+                if not wanted:
+                    continue
+                delivery = deliveries.setdefault(
+                    sub.connection_id, _Delivery(sub.endpoint, sub.connection_id)
+                )
+                delivery.add(wanted, sub.batch)
         report = FanoutReport()
         for sub, epoch in stale:
             self._end_stale(sub, epoch, report)
@@ -119,7 +142,7 @@ class FanoutService:
     def _deliver(self, delivery: _Delivery) -> tuple[int, bool, list[str]]:
         """Post one connection's frames in order: (sent, gone, failed record ids)."""
         sent = 0
-        for position, (_record_id, frame) in enumerate(delivery.frames):
+        for position, (_records, frame) in enumerate(delivery.frames):
             try:
                 self._post(delivery.endpoint, delivery.connection_id, frame)
             except ConnectionGoneError:
@@ -130,7 +153,7 @@ class FanoutService:
                 )
                 # Retry from this record on: stream redelivery is at-least-once and
                 # clients drop seqs they have seen.
-                return sent, False, [rid for rid, _ in delivery.frames[position:]]
+                return sent, False, [r for ids, _ in delivery.frames[position:] for r in ids]
             sent += 1
         return sent, False, []
 
@@ -163,3 +186,12 @@ class FanoutService:
             report.gone.add(sub.connection_id)
         except (SendThrottledError, SendFailedError):
             logger.warning("could not tell a stale subscriber", extra={"channel": sub.channel})
+
+
+def _sort_by_seq(items: list[tuple[str, StoredMessage]]) -> None:
+    """Seq order within each epoch (a batch may interleave concurrent writes' records);
+    epochs keep the order in which the stream first shows them."""
+    first_seen: dict[str, int] = {}
+    for position, (_record, message) in enumerate(items):
+        first_seen.setdefault(message.epoch, position)
+    items.sort(key=lambda item: (first_seen[item[1].epoch], item[1].seq))

@@ -49,7 +49,7 @@ def fork(channels: ChannelService, request: ForkRequest) -> tuple[ChannelMeta, b
         if existing is not None:
             standing = channels.replaceable(existing)
             if standing is not None:
-                return _same_fork(standing, request), False
+                return channels.with_tail(_same_fork(standing, request)), False
         source = _source(channels, request.source)
         meta, prefix = _plan(channels, source, request)
         try:
@@ -76,7 +76,7 @@ def _source(channels: ChannelService, name: str) -> ChannelMeta:
             "one of its forks instead.",
             {"channel": name},
         )
-    return source
+    return channels.with_tail(source)
 
 
 def _fork_seq(source: ChannelMeta, offset: Position | None) -> int:
@@ -129,6 +129,7 @@ def _plan(
         content_type=source.content_type,
         expires_at=expires_at,
         ttl_s=ttl_s,
+        written_ms=now if partial is not None else None,  # the prefix is its first entry
         fork=ForkOrigin(
             source=source.name,
             source_epoch=source.epoch,

@@ -14,16 +14,15 @@ from ..core import frames
 from ..core.capabilities import PUBLISH, SUBSCRIBE, Principal
 from ..core.channels import ChannelMeta
 from ..core.errors import InternalError, SwitchboardError, TooLargeError, UnavailableError
-from ..core.messages import NewMessage
+from ..core.messages import NewMessage, StoredMessage
 from ..core.offsets import encode
-from ..core.subscriptions import Connection, Subscription, SubscriptionState
+from ..core.subscriptions import Connection, Handover, Subscription, SubscriptionState
 from ..observability import logger
 from ..ports import (
     NO_METRICS,
     Clock,
     ConnectionGoneError,
     ConnectionSender,
-    GoLive,
     Metrics,
     SendFailedError,
     SendThrottledError,
@@ -43,6 +42,8 @@ class WsContext:
     endpoint: str
     # Who is on the other end: from the $connect token (anonymous when auth is off).
     principal: Principal = field(default_factory=Principal.anonymous)
+    # When the invocation must have answered (epoch ms, from the Lambda's remaining time).
+    deadline_ms: int | None = None
 
 
 class SessionService:
@@ -124,9 +125,10 @@ class SessionService:
         # `publisher` is who authenticated, never what the frame claims.
         outcome = self.appender.append(
             AppendRequest(
-                frame.channel, [NewMessage(body, frame.id)], implicit_create=True,
-                publisher=ctx.principal.publisher,
-            )
+                frame.channel, [NewMessage(body, frame.id, token=frame.token)],
+                implicit_create=True, publisher=ctx.principal.publisher, retry=frame.retry,
+            ),
+            ctx.deadline_ms,
         )
         (result,) = outcome.results
         logger.debug("published", extra={"seq": result.seq})
@@ -145,6 +147,7 @@ class SessionService:
             after_seq=after,
             state=SubscriptionState.REPLAYING,
             expires_at=self.clock.now_ms() // 1000 + self.settings.connection_ttl_s,
+            batch=frame.batch,
         )
         try:
             self.subscriptions.subscribe(sub, self.settings.max_subscriptions_per_connection)
@@ -164,50 +167,50 @@ class SessionService:
         self._replay(ctx, sub, meta, after)
 
     def _replay(self, ctx: WsContext, sub: Subscription, meta: ChannelMeta, after: int) -> None:
-        """Send everything up to the head, then switch to live only if the head is still
-        where the replay ended; otherwise send the rest and try again.
+        """Send the backlog, then hand the subscription to the fan-out (SubscriptionState).
 
-        The head is re-read right before each switch and anything new is sent first, so the
-        window in which a concurrent publish can make the switch fail is one read and one
-        transaction, not the time the posts took: a channel streaming tokens does not keep a
-        subscriber replaying. Bounded by attempts and by time, for a channel written faster
-        than a subscriber can be caught up.
+        While REPLAYING, only this handler sends; the fan-out notes what it held back. The
+        switch to LIVE succeeds only if nothing noted is past the last seq sent; otherwise
+        the rest is read and sent and the switch tried again. The fan-out notes once per
+        stream batch, not per message, so even a channel written continuously lets the
+        switch through within a few rounds; and nothing here reads or writes the channel's
+        item, so joining a busy channel never makes a publisher retry.
         """
-        cursor = after
-        replayed = 0
-        attempts = 0
-        deadline = self.clock.now_ms() + self.settings.replay_catchup_s * 1000
+        deadline = ctx.deadline_ms or (
+            self.clock.now_ms() + int(self.settings.replay_budget_s * 1000)
+        )
+        cursor, replayed = after, 0
         while True:
-            while cursor < meta.head:
-                page = self.channels.read_after(
-                    meta, cursor, self.settings.replay_page, until_seq=meta.head
-                )
-                if not page:  # the rest expired while we read
-                    cursor = meta.head
+            page = self.channels.read_after(meta, cursor, self.settings.replay_page, to_end=True)
+            cursor, replayed = self._send_page(ctx, sub, page, cursor, replayed)
+            if len(page) < self.settings.replay_page:
+                handover = self.subscriptions.go_live(sub, cursor)
+                if handover is not Handover.BEHIND:
                     break
-                for message in page:
-                    self._send(ctx, frames.message_frame(message))
-                cursor = page[-1].seq
-                replayed += len(page)
-            latest = self.channels.store.get_channel(meta.name)
-            if latest is None or latest.epoch != meta.epoch:
-                break  # deleted meanwhile: live subscribers of the new life are told so
-            meta = latest
-            if meta.head == cursor:
-                attempts += 1
-                if self.subscriptions.go_live(sub, cursor) is not GoLive.HEAD_MOVED:
-                    break
-            if (
-                attempts >= self.settings.replay_catchup_rounds
-                or self.clock.now_ms() > deadline
-            ):
-                self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
-                raise UnavailableError(
-                    f"Channel {sub.channel!r} is publishing faster than this subscription can "
-                    "catch up; subscribe again from your last offset.",
-                    {"channel": sub.channel, "offset": encode(meta.epoch, cursor)},
-                )
+            self._check_replay_deadline(sub, meta, cursor, deadline)
         self.metrics.count("MessagesReplayed", replayed)
+
+    def _send_page(
+        self, ctx: WsContext, sub: Subscription, page: list[StoredMessage], cursor: int,
+        replayed: int,
+    ) -> tuple[int, int]:
+        for _count, frame in frames.message_frames(page, sub.batch):
+            self._send(ctx, frame)
+        return (page[-1].seq if page else cursor), replayed + len(page)
+
+    def _check_replay_deadline(
+        self, sub: Subscription, meta: ChannelMeta, cursor: int, deadline: int
+    ) -> None:
+        """A replay that would outlast the invocation stops where it is; the client
+        subscribes again from the offset it reached (the SDKs do)."""
+        if self.clock.now_ms() < deadline:
+            return
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        raise UnavailableError(
+            f"The replay of {sub.channel!r} paused at the offset in 'detail' to stay within "
+            "this invocation's time; subscribe again from it to continue.",
+            {"channel": sub.channel, "offset": encode(meta.epoch, cursor), "resume": True},
+        )
 
     def _send(self, ctx: WsContext, data: str) -> None:
         self.sender.send(ctx.endpoint, ctx.connection_id, data)

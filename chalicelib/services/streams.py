@@ -11,12 +11,13 @@ loops run on a fake clock in tests.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core import streams as protocol
 from ..core.channels import ChannelMeta
 from ..core.errors import ConflictError, InvalidRequestError, NotFoundError
 from ..core.forks import parse_fork_offset, parse_source, parse_sub_offset
+from ..core.logs import EntryKind
 from ..core.messages import NewMessage
 from ..core.offsets import StartRequest
 from ..core.producers import ProducerRequest
@@ -78,7 +79,9 @@ class StreamService:
 
     # -- create ----------------------------------------------------------------------------
 
-    def create(self, request: CreateStream) -> tuple[ChannelMeta, bool]:
+    def create(
+        self, request: CreateStream, deadline_ms: int | None = None
+    ) -> tuple[ChannelMeta, bool]:
         """Create the stream (or fork), or return it when it exists with the same
         configuration (``created`` False); :class:`ConflictError` when it differs."""
         if request.forked_from is None and (
@@ -119,7 +122,8 @@ class StreamService:
                     AppendRequest(
                         request.name, bodies, content_type=meta.content_type,
                         close=request.close, publisher=request.publisher,
-                    )
+                    ),
+                    deadline_ms,
                 ).meta
         return meta, created
 
@@ -147,7 +151,7 @@ class StreamService:
 
     # -- append ----------------------------------------------------------------------------
 
-    def append(self, request: AppendStream) -> AppendOutcome:
+    def append(self, request: AppendStream, deadline_ms: int | None = None) -> AppendOutcome:
         if not request.body and not request.close:
             raise InvalidRequestError(
                 "Empty appends are not allowed: send at least one byte, or Stream-Closed: true "
@@ -157,7 +161,7 @@ class StreamService:
             raise InvalidRequestError("Content-Type is required on appends.")
         bodies: list[NewMessage] = []
         if request.body:
-            meta = self.channels.get(request.name)
+            meta = self.appender.view(request.name)
             # A mismatched content type is refused by the append path, after the producer
             # checks (a producer's retry is a duplicate whatever it carries).
             bodies = (
@@ -171,7 +175,8 @@ class StreamService:
                 content_type=request.content_type if request.body else None,
                 producer=request.producer, stream_seq=request.stream_seq, close=request.close,
                 publisher=request.publisher,
-            )
+            ),
+            deadline_ms,
         )
 
     def _bodies(self, meta: ChannelMeta, raw: bytes, allow_empty_array: bool) -> list[NewMessage]:
@@ -197,41 +202,57 @@ class StreamService:
             meta, after, [(m.seq, m.body) for m in messages], READ_MAX_BYTES
         )
 
-    def wait(self, meta: ChannelMeta, after: int, timeout_s: float) -> protocol.Batch:
-        """Poll the channel's head until it passes ``after``, it closes, or time runs out."""
+    def wait(
+        self, meta: ChannelMeta, after: int, timeout_s: float, deadline_ms: int | None = None
+    ) -> protocol.Batch:
+        """Poll the log's end (one Query of one item) until it passes ``after``, the stream
+        closes, or time runs out (``timeout_s``, or the invocation's deadline if sooner)."""
         deadline = self.clock.now_ms() + timeout_s * 1000
+        if deadline_ms is not None:
+            deadline = min(deadline, deadline_ms)
         while True:
-            latest = self.channels.store.get_channel(meta.name)
-            if latest is None or latest.epoch != meta.epoch or latest.deleted:
+            tail = self.channels.tail(meta)
+            if tail.marker is EntryKind.END:
                 raise NotFoundError(
                     f"Stream {meta.name!r} was deleted.", {"channel": meta.name}
                 )
-            if latest.head > after or latest.closed:
+            latest = meta.with_head(tail.head)
+            if tail.marker is EntryKind.CLOSE:
+                latest = replace(latest, closed=True)
+            if tail.head > after or latest.closed:
                 return self.read_batch(latest, after)
             if self.clock.now_ms() + POLL_INTERVAL_S * 1000 > deadline:
                 return self.read_batch(latest, after)
             self.clock.sleep(POLL_INTERVAL_S)
 
-    def long_poll(self, meta: ChannelMeta, after: int) -> protocol.Batch:
+    def long_poll(
+        self, meta: ChannelMeta, after: int, deadline_ms: int | None = None
+    ) -> protocol.Batch:
         batch = self.read_batch(meta, after)
         if batch.count == 0 and not meta.closed:
-            batch = self.wait(meta, after, self.settings.long_poll_timeout_s)
+            batch = self.wait(meta, after, self.settings.long_poll_timeout_s, deadline_ms)
         return batch
 
-    def sse(self, meta: ChannelMeta, after: int, cursor: str) -> str:
-        """One bounded SSE response: catch-up events, or (when caught up) what arrives within
-        ``sse_hold_s``; the client resumes from the last control event's offset."""
+    def sse(
+        self, meta: ChannelMeta, after: int, cursor: str, deadline_ms: int | None = None
+    ) -> str:
+        """One bounded SSE response: catch-up events (at most ``READ_MAX_BYTES`` of data and
+        within the deadline), or (when caught up) what arrives within ``sse_hold_s``; the
+        client resumes from the last control event's offset."""
         events: list[str] = []
+        size = 0
         batch = self.read_batch(meta, after)
         while batch.count:
             events.append(protocol.data_event(batch))
             events.append(protocol.control_event(batch, cursor))
-            if batch.up_to_date:
+            size += len(batch.body)
+            out_of_time = deadline_ms is not None and self.clock.now_ms() >= deadline_ms
+            if batch.up_to_date or size >= READ_MAX_BYTES or out_of_time:
                 break
             batch = self.read_batch(batch.meta, batch.next_seq)
         if not events:
             if not batch.meta.closed:
-                batch = self.wait(batch.meta, after, self.settings.sse_hold_s)
+                batch = self.wait(batch.meta, after, self.settings.sse_hold_s, deadline_ms)
             if batch.count:
                 events.append(protocol.data_event(batch))
             events.append(protocol.control_event(batch, cursor))

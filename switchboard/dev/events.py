@@ -214,7 +214,7 @@ class LambdaContext:
     """The context object the Lambda Python runtime passes to a handler."""
 
     def __init__(
-        self, function_name: str, timeout_s: int = 60, memory_mb: int = 512,
+        self, function_name: str, timeout_s: float = 60, memory_mb: int = 512,
         region: str = "us-east-1", account: str = "123456789012",
     ) -> None:
         self.function_name = function_name

@@ -10,7 +10,8 @@
   ``/web/...`` serves ``switchboard/web/``, and every other path goes to the Chalice app.
 - ``/_dev/connections`` lists sockets and ``/_dev/connections/{id}/drop`` makes the gateway
   lose one without ``$disconnect`` (API Gateway's ``$disconnect`` is best effort): fault
-  injection for tests, not part of AWS.
+  injection for tests, not part of AWS. ``/_dev/limits`` and ``/_dev/stream-trigger`` show
+  the limits enforced and the stream trigger's settings, counters and set-aside records.
 
 Handlers block (boto3, moto), so they run on a thread pool, one invocation per event, like
 Lambda. API Gateway may invoke the ``$default`` Lambda for several frames of one connection at
@@ -19,13 +20,21 @@ once, so frames of one connection are handled concurrently here too (at most
 order, exactly as they must be on AWS. ``$disconnect`` runs after the connection's in-flight
 frames finish. Management API calls are answered on the event loop, never on the pool, so a
 handler posting to its own socket cannot starve the pool.
+
+AWS's limits (limits.py, docs/architecture.md) are enforced here unless ``--lenient``: every
+invocation ends at its function's timeout from ``.chalice/config.json`` (REST: 502, or 504 at
+API Gateway's 29 s integration timeout), the handshake is refused for a URL over 4,096
+characters (414) or an authorizer result over 8 KB (500), and a connection is closed with
+1001 after 10 idle minutes or 2 hours (inbound frame limits: protocol.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,13 +52,22 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import events, rest
+from . import events, rest, sse
 from .events import LambdaContext, WsPeer
+from .limits import (
+    API_HANDLER,
+    WS_AUTHORIZER,
+    WS_CONNECT,
+    WS_DISCONNECT,
+    WS_MESSAGE,
+    Limits,
+)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 FRAMES_IN_FLIGHT = 10
+GOING_AWAY = 1001  # API Gateway's close code for the idle and duration limits
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -76,8 +94,9 @@ class Connection:
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
     frames_in: int = 0
     frames_out: int = 0
-    # Why the gateway closed it (Management API DELETE, drop), if it did.
+    # Why the gateway closed it (Management API DELETE, drop, a time limit), if it did.
     closed_by_gateway: str | None = None
+    closed_code: int | None = None
     lost: bool = False  # dropped by fault injection: no $disconnect
 
 
@@ -101,18 +120,15 @@ async def _unknown_resource(request: Request, exc: Exception) -> Response:
     return JSONResponse({"message": "Missing Authentication Token"}, status_code=403)
 
 
-def _rest_response(data: bytes, status: int, headers: list[tuple[str, str]]) -> Response:
-    """A buffered Lambda response, as API Gateway sends it; SSE goes out chunked instead.
+class LambdaTimeoutError(Exception):
+    """The invocation ran past its function's timeout (Lambda: "Task timed out")."""
 
-    The one documented difference from AWS (docs/durable-streams.md): API Gateway gives
-    ``text/event-stream`` a Content-Length, which SSE clients must not rely on.
-    """
-    if any(
-        n.lower() == "content-type" and v.split(";")[0].strip().lower() == "text/event-stream"
-        for n, v in headers
-    ):
-        return StreamingResponse(iter((data,)), status_code=status)
-    return Response(content=data, status_code=status)
+
+class IntegrationTimeoutError(Exception):
+    """API Gateway stopped waiting for the integration (REST: 504)."""
+
+
+RestResult = tuple[int, list[tuple[str, str]], bytes]
 
 
 class Gateway:
@@ -120,7 +136,12 @@ class Gateway:
         self, rest_gateway: rest.DevRestGateway, ws: WsHandlers, executor: ThreadPoolExecutor,
         web_dir: Path = WEB_DIR,
         token_issuer: Callable[[], dict[str, Any]] | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits if limits is not None else Limits(lenient=True)
+        self.stopping = False  # set at shutdown: open SSE responses end
+        # The stream pump's settings and counters (server.py sets it once the pump exists).
+        self.trigger_status: Callable[[], dict[str, Any]] | None = None
         self.rest_gateway = rest_gateway
         self.token_issuer = token_issuer
         self.ws = ws
@@ -138,6 +159,8 @@ class Gateway:
                 ),
                 Route("/_dev/connections", self.dev_connections, methods=["GET"]),
                 Route("/_dev/token", self.dev_token, methods=["POST"]),
+                Route("/_dev/limits", self.dev_limits, methods=["GET"]),
+                Route("/_dev/stream-trigger", self.dev_stream_trigger, methods=["GET"]),
                 Route(
                     "/_dev/connections/{connection_id}/drop", self.dev_drop, methods=["POST"]
                 ),
@@ -148,12 +171,28 @@ class Gateway:
             exception_handlers={404: _unknown_resource, 405: _unknown_resource},
         )
 
-    async def _invoke(self, handler: Handler, event: dict[str, Any], name: str) -> Any:
-        context = LambdaContext(f"switchboard-dev-{name}")
+    async def _invoke(self, handler: Handler, event: dict[str, Any], function: str) -> Any:
+        """One Lambda invocation on the pool, ended at the function's timeout.
+
+        Python cannot stop a thread: past the timeout the call goes on in the background, its
+        result ignored, as a timed-out Lambda's work is lost.
+        """
+        config = self.limits.function(function)
+        context = LambdaContext(f"switchboard-dev-{function}", timeout_s=config.timeout_s,
+                                memory_mb=config.memory_mb)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, functools.partial(handler, event, context)
-        )
+        call = loop.run_in_executor(self.executor, functools.partial(handler, event, context))
+        return await self._within(call, function, self.limits.timeout_s(function))
+
+    async def _within(self, call: asyncio.Future[Any], function: str,
+                      timeout_s: float | None) -> Any:
+        if timeout_s is None:
+            return await call
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), timeout_s)
+        except TimeoutError:
+            log.error("%s: Task timed out after %.2f seconds", function, timeout_s)
+            raise LambdaTimeoutError(function) from None
 
     # -- REST ----------------------------------------------------------------------------
 
@@ -163,24 +202,84 @@ class Gateway:
         headers: dict[str, str] = {}
         for name, value in request.headers.items():  # repeated headers joined, as HTTP allows
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        loop = asyncio.get_running_loop()
-        try:
-            status, out_headers, data = await loop.run_in_executor(
-                self.executor, rest.invoke, self.rest_gateway, request.method, target,
-                headers, body or None,
-            )
-        except Exception:
-            # API Gateway answers a crashed Lambda with a bare 502; the trace stays here.
-            log.exception("%s %s: the handler raised", request.method, request.url.path)
-            status, out_headers = 502, [("x-amzn-ErrorType", "InternalServerErrorException")]
-            data = b'{"message": "Internal server error"}'
-        response = _rest_response(data, status, out_headers)
+        # The path as the client sent it: API Gateway REST does not URL-decode it.
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        query = request.url.query
+        target = path + (f"?{query}" if query else "")
+        status, out_headers, data = await self._rest_invoke(request.method, target, headers,
+                                                             body)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("%s %s %d %.1f ms", request.method, target, status, elapsed)
+        if status == 200 and sse.is_sse_request(request.method, query) and \
+                sse.is_event_stream(out_headers):
+            return self._sse_response(request.method, path, query, headers, out_headers, data)
+        response = Response(content=data, status_code=status)
         for name, value in out_headers:
             if name.lower() != "content-length":
                 response.headers.append(name, value)
-        elapsed = (time.perf_counter() - started) * 1000
-        log.info("%s %s %d %.1f ms", request.method, target, status, elapsed)
+        return response
+
+    async def _rest_invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> RestResult:
+        """One REST invocation with API Gateway's and Lambda's time limits."""
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(
+            self.executor, rest.invoke, self.rest_gateway, method, target, headers,
+            body or None, self.limits,
+        )
+        integration_s = self.limits.rest_timeout_s
+        lambda_s = self.limits.timeout_s(API_HANDLER)
+        try:
+            if integration_s is not None and (lambda_s is None or integration_s < lambda_s):
+                try:
+                    return await asyncio.wait_for(asyncio.shield(call), integration_s)
+                except TimeoutError:
+                    raise IntegrationTimeoutError from None
+            return await self._within(call, API_HANDLER, lambda_s)  # type: ignore[no-any-return]
+        except IntegrationTimeoutError:
+            # The Lambda goes on (until its own timeout); API Gateway has answered.
+            log.error("%s %s: no response within API Gateway's %g s integration timeout: 504",
+                      method, target.split("?")[0], integration_s)
+            return 504, [("Content-Type", "application/json"),
+                         ("x-amzn-ErrorType", "InternalServerErrorException")], \
+                b'{"message": "Endpoint request timed out"}'
+        except LambdaTimeoutError:
+            return 502, [("Content-Type", "application/json"),
+                         ("x-amzn-ErrorType", "InternalServerErrorException")], \
+                rest.INTERNAL_ERROR
+        except Exception:
+            # API Gateway answers a crashed Lambda with a bare 502; the trace stays here.
+            log.exception("%s %s: the handler raised", method, target.split("?")[0])
+            return 502, [("x-amzn-ErrorType", "InternalServerErrorException")], \
+                rest.INTERNAL_ERROR
+
+    def _sse_response(
+        self, method: str, path: str, query: str, headers: dict[str, str],
+        out_headers: list[tuple[str, str]], first: bytes,
+    ) -> Response:
+        """Stream the first invocation's events, then successive invocations' (sse.py)."""
+
+        async def chunks() -> Any:
+            data, current = first, query
+            while True:
+                yield data
+                control = sse.last_control(data)
+                following = sse.next_query(current, control) if control else None
+                if following is None or self.stopping:
+                    return
+                current = following
+                status, next_headers, data = await self._rest_invoke(
+                    method, f"{path}?{current}", headers, b""
+                )
+                if status != 200 or not sse.is_event_stream(next_headers):
+                    log.info("SSE %s: invocation answered %d; the response ends", path, status)
+                    return
+
+        response = StreamingResponse(chunks(), status_code=200)
+        for name, value in out_headers:
+            if name.lower() != "content-length":
+                response.headers.append(name, value)
         return response
 
     async def index(self, request: Request) -> Response:
@@ -227,6 +326,12 @@ class Gateway:
             ],
             query=parse_qsl(websocket.url.query, keep_blank_values=True),
         )
+        url_limit = self.limits.ws_url_chars
+        if url_limit is not None and (length := len(str(websocket.url))) > url_limit:
+            log.warning("WS connect refused: the URL is %d characters, over API Gateway's "
+                        "%d", length, url_limit)
+            await websocket.send_denial_response(Response(b"", status_code=414))
+            return
         status, subprotocol, denial = await self._connect(peer)
         elapsed = (time.perf_counter() - started) * 1000
         log.info("WS connect %s %d %.1f ms", peer.connection_id, status, elapsed)
@@ -236,6 +341,7 @@ class Gateway:
         connection = Connection(peer, websocket, last_active_ms=peer.connected_at_ms)
         await websocket.accept(subprotocol=subprotocol)
         self.connections[peer.connection_id] = connection
+        watchdog = asyncio.create_task(self._watch(connection))
         code, reason = 1006, "Going away"
         try:
             while True:
@@ -255,8 +361,32 @@ class Gateway:
         except (WebSocketDisconnect, RuntimeError):
             pass  # the socket went away under us: same as a close without a code
         finally:
+            watchdog.cancel()
             self.connections.pop(peer.connection_id, None)
+            if connection.closed_code is not None:
+                code = connection.closed_code
             await self._disconnected(connection, code, reason)
+
+    async def _watch(self, connection: Connection) -> None:
+        """Close the connection at API Gateway's idle timeout or maximum duration."""
+        idle_s, max_s = self.limits.ws_idle_s, self.limits.ws_max_s
+        if idle_s is None and max_s is None:
+            return
+        while connection.peer.connection_id in self.connections:
+            now = _now_ms()
+            ends = []
+            if max_s is not None:
+                ends.append((connection.peer.connected_at_ms + max_s * 1000, "duration"))
+            if idle_s is not None:
+                ends.append((connection.last_active_ms + idle_s * 1000, "idle"))
+            at, why = min(ends)
+            if now >= at:
+                log.info("WS %s closed by the gateway: %s limit (%s)",
+                         connection.peer.connection_id, why,
+                         f"{max_s:g} s" if why == "duration" else f"{idle_s:g} s idle")
+                await self._close(connection, GOING_AWAY, "Going away")
+                return
+            await asyncio.sleep(min(1.0, (at - now) / 1000))
 
     async def _authorize(self, peer: WsPeer) -> int | None:
         """Run the authorizer: None to go on to $connect, else the status that refuses."""
@@ -264,13 +394,19 @@ class Gateway:
             return None
         try:
             policy = await self._invoke(
-                self.ws.authorizer, events.authorizer_event(peer), "authorizer"
+                self.ws.authorizer, events.authorizer_event(peer), WS_AUTHORIZER
             )
         except Exception as error:
             # API Gateway answers 401 when the authorizer raises "Unauthorized", else 500.
             status = 401 if str(error) == "Unauthorized" else 500
             log.info("WS connect %s refused by the authorizer (%d)", peer.connection_id, status)
             return status
+        limit = self.limits.authorizer_context_bytes
+        if limit is not None and (size := len(json.dumps(policy).encode())) > limit:
+            # API Gateway cannot use the result: an authorizer configuration error (500).
+            log.error("WS connect %s refused: the authorizer's result is %d bytes, over API "
+                      "Gateway's %d-byte limit (500 on AWS)", peer.connection_id, size, limit)
+            return 500
         statements = (policy.get("policyDocument") or {}).get("Statement") or [{}]
         if any(s.get("Effect") != "Allow" for s in statements):
             log.info("WS connect %s denied by the authorizer's policy", peer.connection_id)
@@ -284,7 +420,7 @@ class Gateway:
         if refused is not None:
             return refused, None, b""
         try:
-            result = await self._invoke(self.ws.connect, events.connect_event(peer), "connect")
+            result = await self._invoke(self.ws.connect, events.connect_event(peer), WS_CONNECT)
         except Exception:
             log.exception("WS connect %s: the $connect handler raised", peer.connection_id)
             return 500, None, b""
@@ -299,8 +435,10 @@ class Gateway:
     async def _frame(self, connection: Connection, body: str | bytes) -> None:
         try:
             await self._invoke(
-                self.ws.message, events.message_event(connection.peer, body), "message"
+                self.ws.message, events.message_event(connection.peer, body), WS_MESSAGE
             )
+        except LambdaTimeoutError:
+            pass  # logged; a timed-out $default Lambda sends the client nothing either
         except Exception:
             # A failed $default Lambda sends the client nothing on AWS either.
             log.exception("WS frame on %s: the $default handler raised",
@@ -323,7 +461,7 @@ class Gateway:
             reason = f"Client-side close frame status code '{code}'"
         try:
             await self._invoke(
-                self.ws.disconnect, events.disconnect_event(peer, code, reason), "disconnect"
+                self.ws.disconnect, events.disconnect_event(peer, code, reason), WS_DISCONNECT
             )
         except Exception:
             log.exception("WS disconnect %s: the $disconnect handler raised", peer.connection_id)
@@ -352,9 +490,10 @@ class Gateway:
             await self._close(connection, 1000, "Connection closed by the Management API")
             return Response(status_code=204)
         data = await request.body()
-        if len(data) > MAX_MESSAGE_BYTES:
-            log.warning("@connections POST %s 413: %d bytes is over the 128 KB limit",
-                        connection_id, len(data))
+        limit = self.limits.ws_message_bytes
+        if limit is not None and len(data) > limit:
+            log.warning("@connections POST %s 413: %d bytes is over the %d-byte limit",
+                        connection_id, len(data), limit)
             return _aws_error(413, "PayloadTooLargeException", "Request entity too large")
         try:
             text = data.decode("utf-8")
@@ -369,6 +508,7 @@ class Gateway:
             self.connections.pop(connection_id, None)
             return self._gone(request, connection_id)
         connection.frames_out += 1
+        connection.last_active_ms = _now_ms()
         return Response(status_code=200)
 
     def _gone(self, request: Request, connection_id: str) -> Response:
@@ -378,6 +518,7 @@ class Gateway:
     async def _close(self, connection: Connection, code: int, why: str) -> None:
         self.connections.pop(connection.peer.connection_id, None)
         connection.closed_by_gateway = why
+        connection.closed_code = code
         with contextlib.suppress(Exception):  # already closing: nothing left to do
             await connection.websocket.close(code, why)
 
@@ -397,6 +538,16 @@ class Gateway:
             self.executor, self.token_issuer
         )
         return JSONResponse({**issued, "auth": True}, headers={"Cache-Control": "no-store"})
+
+    async def dev_limits(self, request: Request) -> Response:
+        """The limits this gateway enforces (limits.py): what a test may rely on."""
+        return JSONResponse(dataclasses.asdict(self.limits))
+
+    async def dev_stream_trigger(self, request: Request) -> Response:
+        """The stream trigger's settings (as deployed), counters and set-aside records."""
+        if self.trigger_status is None:
+            return JSONResponse({"error": "no stream trigger"}, status_code=404)
+        return JSONResponse(self.trigger_status())
 
     async def dev_connections(self, request: Request) -> Response:
         return JSONResponse(

@@ -1,15 +1,21 @@
-"""Two fixes to moto's DynamoDB for the dev server: atomic requests and cheap transactions.
+"""moto's DynamoDB made to behave as DynamoDB does under concurrency, and cheap transactions.
 
 Applied by :func:`install` (the dev server and the tests that use it call it; nothing else
-does), before the first request reaches moto. Both keep moto's observable behaviour: the same
-results, the same errors (``TransactionCanceledException`` with ``CancellationReasons``).
+does), before the first request reaches moto. Results and errors are DynamoDB's
+(``TransactionCanceledException`` with ``CancellationReasons``, ``TransactionConflictException``).
 
-1. **Atomicity.** ThreadedMotoServer serves each request on its own thread and moto's
-   DynamoDB backend has no locks: a conditional write checks and then applies, so two
-   concurrent conditional writes on one item can both succeed (two publishers would get the
-   same seq), and a failed transaction's rollback can undo a concurrent request's write.
-   DynamoDB serializes writes per item; we serialize every DynamoDB and DynamoDB Streams
-   request with one lock (moto is bound by the GIL anyway, so this costs little).
+1. **Concurrency, as on AWS.** ThreadedMotoServer serves each request on its own thread and
+   moto's DynamoDB backend has no locks: a conditional write checks and then applies, so two
+   concurrent conditional writes on one item could both succeed, and a failed transaction's
+   rollback could undo a concurrent request's write. Each request therefore applies
+   atomically (``DATA_LOCK``, held only while moto touches its tables: one request's
+   effects never interleave with another's, as DynamoDB applies each request). But nothing
+   serializes requests beyond that, or conflicts would be impossible: as on DynamoDB, a
+   transaction holds its items for the whole time it is in flight (``TRANSACTION_HOLD_S``
+   and more, while it waits for its turn), and meanwhile another transaction touching one of
+   them is cancelled with ``TransactionConflict`` and a single write to one of them fails
+   with ``TransactionConflictException`` ("Transaction conflict handling", DynamoDB
+   developer guide). Code that works here copes with what AWS does to it.
 
 2. **Transactions.** ``DynamoDBBackend.transact_write_items`` deep-copies every table a
    transaction touches, on every call, to be able to roll back. The store appends messages
@@ -26,12 +32,15 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
+    ERROR_TYPE_PREFIX,
     ConditionalCheckFailed,
+    DynamodbException,
     MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
@@ -39,16 +48,36 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
 _OPS = {"ConditionCheck", "Put", "Delete", "Update"}
+# DynamoDB refuses a TransactWriteItems request over 4 MB in total (moto does not check; it
+# does check the 400 KB item limit). "Amazon DynamoDB transactions" / service quotas.
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+TRANSACTION_TOO_LARGE = "Transaction request cannot be larger than 4 MB"
 _installed = False
 _install_lock = threading.Lock()
-# One lock for all DynamoDB (and Streams) requests: see the module docstring.
-REQUEST_LOCK = threading.RLock()
+# Held while a request applies to moto's tables (see the module docstring): never across
+# requests, never while a transaction waits.
+DATA_LOCK = threading.RLock()
+# How long a transaction holds its items before it applies: DynamoDB transactions take
+# milliseconds, in which others touching their items conflict.
+TRANSACTION_HOLD_S = 0.002
+_WRITES = {"put_item": "Put", "update_item": "Update", "delete_item": "Delete"}
+_held: dict[tuple[str, str], object] = {}  # item -> the transaction holding it
+_held_lock = threading.Lock()
+
+
+class TransactionConflictException(DynamodbException):
+    """A single write to an item a transaction holds (DynamoDB's 400)."""
+
+    error_type = ERROR_TYPE_PREFIX + "TransactionConflictException"
+
+    def __init__(self) -> None:
+        super().__init__(self.error_type, "Transaction is ongoing for the item")
 
 
 @dataclass
@@ -87,10 +116,31 @@ def _restore(backend: DynamoDBBackend, undo: _Undo) -> None:
         del table.stream_shard.items[undo.stream_length :]
 
 
+def _attributes_bytes(attributes: dict[str, Any] | None) -> int:
+    """DynamoDB's size of some attributes: names (UTF-8) plus values."""
+    return sum(len(str(name).encode()) + DynamoType(value).size()
+               for name, value in (attributes or {}).items())
+
+
+def transaction_bytes(transact_items: list[dict[str, Any]]) -> int:
+    """The data a transaction carries: items put, keys, and expression values."""
+    total = 0
+    for entry in transact_items:
+        for op in entry.values():
+            if not isinstance(op, dict):
+                continue
+            total += _attributes_bytes(op.get("Item")) + _attributes_bytes(op.get("Key"))
+            total += _attributes_bytes(op.get("ExpressionAttributeValues"))
+    return total
+
+
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-    """Check every condition, then apply every write; same errors as moto's original."""
+    """Check every condition, then apply every write; same errors as moto's original (and
+    DynamoDB's 4 MB limit on the whole request, which moto lacks)."""
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
+    if transaction_bytes(transact_items) > MAX_TRANSACTION_BYTES:
+        raise MockValidationException(TRANSACTION_TOO_LARGE)
     seen: set[tuple[str, str]] = set()
     planned: list[tuple[int, str, dict[str, Any], Table, dict[str, Any]]] = []
     errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
@@ -163,13 +213,87 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
         ) from None
 
 
-def _serialized(method: Any) -> Any:
+def _item(handler: DynamoHandler, table_name: str, op_type: str, op: dict[str, Any]) -> (
+    tuple[str, str]
+):
+    table = handler.dynamodb_backend.get_table(table_name)
+    key = _key_of(table, op_type, op)
+    return table_name, repr(sorted((k, repr(v)) for k, v in key.items()))
+
+
+def _transaction(method: Any) -> Any:
+    """TransactWriteItems: hold every item it touches while in flight; a transaction that
+    finds one held by another is cancelled with TransactionConflict at that item."""
+
     @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with REQUEST_LOCK:
-            return method(self, *args, **kwargs)
+    def call(self: DynamoHandler) -> Any:
+        entries = self.body.get("TransactItems") or []
+        items: list[tuple[str, str] | None] = []
+        for entry in entries:
+            try:
+                op_type, op = next(iter(entry.items()))
+                items.append(_item(self, op["TableName"], op_type, op))
+            except Exception:
+                items.append(None)  # moto's own validation answers for it
+        owner = object()
+        with _held_lock:
+            conflicts = [i for i, item in enumerate(items) if item in _held]
+            if not conflicts:
+                for item in items:
+                    if item is not None:
+                        _held[item] = owner
+        if conflicts:
+            raise TransactionCanceledException(
+                [("TransactionConflict", "Transaction is ongoing for the item", None)
+                 if i in conflicts else (None, None, None) for i in range(len(items))]
+            )
+        try:
+            time.sleep(TRANSACTION_HOLD_S)
+            with DATA_LOCK:
+                return method(self)
+        finally:
+            with _held_lock:
+                for item in items:
+                    if item is not None and _held.get(item) is owner:
+                        del _held[item]
 
     return call
+
+
+def _single_write(method: Any, op_type: str) -> Any:
+    """PutItem, UpdateItem, DeleteItem: atomic, and refused while a transaction holds the
+    item."""
+
+    @functools.wraps(method)
+    def call(self: DynamoHandler) -> Any:
+        try:
+            item: tuple[str, str] | None = _item(self, self.body["TableName"], op_type, self.body)
+        except Exception:
+            item = None
+        with DATA_LOCK:
+            with _held_lock:
+                if item is not None and item in _held:
+                    raise TransactionConflictException()
+            return method(self)
+
+    return call
+
+
+def _atomic(method: Any) -> Any:
+    """Every other request (reads, batches, DDL, streams): applied atomically."""
+
+    @functools.wraps(method)
+    def call(self: Any) -> Any:
+        action = getattr(self, "_get_action", lambda: "")()
+        if self.__class__ is DynamoHandler and action in _SELF_LOCKING:
+            return method(self)  # its method wrapper takes what it needs
+        with DATA_LOCK:
+            return method(self)
+
+    return call
+
+
+_SELF_LOCKING = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem"}
 
 
 def install() -> None:
@@ -179,8 +303,13 @@ def install() -> None:
         if _installed:
             return
         DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-        DynamoHandler.call_action = _serialized(DynamoHandler.call_action)  # type: ignore[method-assign]
-        DynamoDBStreamsHandler.call_action = _serialized(  # type: ignore[method-assign]
+        DynamoHandler.transact_write_items = _transaction(  # type: ignore[method-assign]
+            DynamoHandler.transact_write_items
+        )
+        for name, op_type in _WRITES.items():
+            setattr(DynamoHandler, name, _single_write(getattr(DynamoHandler, name), op_type))
+        DynamoHandler.call_action = _atomic(DynamoHandler.call_action)  # type: ignore[method-assign]
+        DynamoDBStreamsHandler.call_action = _atomic(  # type: ignore[method-assign]
             DynamoDBStreamsHandler.call_action
         )
         _installed = True

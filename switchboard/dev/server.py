@@ -31,11 +31,12 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from . import limits as aws_limits
 from . import logs, moto_patch, rest
 from .agent import AgentProcess
-from .gateway import MAX_MESSAGE_BYTES, Gateway, WsHandlers
-from .protocol import FragmentingWebSocketProtocol
-from .pump import StreamPump
+from .gateway import Gateway, WsHandlers
+from .protocol import protocol_class
+from .pump import StreamPump, TriggerSettings
 
 T = TypeVar("T")
 
@@ -92,6 +93,10 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, every response on a kept-alive connection
+    # (boto3's posts to /@connections, SDK and browser requests) waited ~40 ms for the
+    # client's delayed ACK (Nagle), since uvicorn writes headers and body separately.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
@@ -129,6 +134,12 @@ class _Uvicorn(uvicorn.Server):
         super().__init__(config)
         self._on_ready = on_ready
         self._handle_signals = handle_signals
+        self.on_exit: Any = None  # called when a stop is asked for (open SSE responses end)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.on_exit is not None:
+            self.on_exit()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -153,7 +164,7 @@ class DevServer:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50,
-        auth: bool = True,
+        auth: bool = True, lenient: bool = False,
     ):
         if not 1 <= stream_poll_ms <= 60_000:
             raise DevServerError(
@@ -163,6 +174,8 @@ class DevServer:
         self.requested_port = port
         self.stream_poll_ms = stream_poll_ms
         self.auth = auth
+        self.lenient = lenient  # AWS limits relaxed (limits.py)
+        self.limits: aws_limits.Limits | None = None
         # The API key of this run: generated at start, printed once, kept only in memory.
         self.api_key: str | None = None
         self.port = 0
@@ -215,21 +228,38 @@ class DevServer:
         get_settings.cache_clear()
         stream_arn = self._create_tables()
         chalice_module = _load_app()
+        limits = self._load_limits(chalice_module)
         self._executor = _InvocationPool(HANDLER_THREADS, logs.invocation_reset())
         self.gateway = Gateway(
-            rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}"),
+            rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}",
+                                limits.function(aws_limits.API_HANDLER)),
             WsHandlers(chalice_module.connect, chalice_module.message, chalice_module.disconnect,
                        getattr(chalice_module, "ws_authorizer", None)),
             self._executor,
             token_issuer=self._console_token if self.auth else None,
+            limits=limits,
         )
         self._pump = StreamPump(
             _client("dynamodbstreams", self.moto_url), stream_arn,
             chalice_module.fanout_records, self.stream_poll_ms / 1000,
+            TriggerSettings.deployed(chalice_module), limits.function(aws_limits.FANOUT),
+            enforce_timeout=not limits.lenient,
         )
+        self.gateway.trigger_status = self._pump.status
         self._pump.start()
         log.info("moto (DynamoDB + Streams) on %s; stream poll every %d ms when idle",
                  self.moto_url, self.stream_poll_ms)
+
+    def _load_limits(self, chalice_module: ModuleType) -> aws_limits.Limits:
+        """AWS's limits (or --lenient), timeouts from the app's .chalice/config.json."""
+        project_dir = Path(str(chalice_module.__file__)).resolve().parent
+        try:
+            self.limits = aws_limits.load(project_dir, lenient=self.lenient)
+        except aws_limits.LimitsError as error:
+            raise DevServerError(str(error)) from None
+        for line in self.limits.describe():
+            log.info("%s", line)
+        return self.limits
 
     def _configure_auth(self) -> None:
         """A fresh API key for this run (or authentication off, with --no-auth)."""
@@ -284,19 +314,27 @@ class DevServer:
     async def serve(self, handle_signals: bool = False) -> None:
         """Serve until SIGINT/SIGTERM (``handle_signals``) or :meth:`request_stop`."""
         assert self.gateway is not None and self._socket is not None, "call open() first"
+        limits = self.limits or aws_limits.Limits(lenient=True)
         config = uvicorn.Config(
             self.gateway.app,
             log_config=None,
             access_log=False,
             lifespan="off",
-            ws=FragmentingWebSocketProtocol,
-            ws_max_size=MAX_MESSAGE_BYTES,  # API Gateway closes with 1009 above 128 KB
+            # API Gateway closes with 1009 over 32 KB a frame or 128 KB a message (protocol.py
+            # checks both; uvicorn refuses anything over this before reading it).
+            ws=protocol_class(limits.ws_frame_bytes, limits.ws_message_bytes),
+            ws_max_size=max(16 * (limits.ws_message_bytes or 0), 16 * 1024 * 1024),
             ws_per_message_deflate=False,  # API Gateway does not negotiate compression
             timeout_graceful_shutdown=10,
             server_header=False,
         )
         self._uvicorn = _Uvicorn(config, self._announce, handle_signals)
+        self._uvicorn.on_exit = self._stopping
         await self._uvicorn.serve(sockets=[self._socket])
+
+    def _stopping(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stopping = True
 
     def _announce(self) -> None:
         # Both lines first: whatever waits for readiness (the example agent) logs after them.
@@ -310,9 +348,18 @@ class DevServer:
         else:
             print("WARNING: authentication is OFF (--no-auth): anyone who can reach "
                   f"{self.base_url} can read, write and delete every channel.", flush=True)
+        self._announce_limits()
         self._ready.set()
 
+    def _announce_limits(self) -> None:
+        if self.lenient:
+            print("WARNING: --lenient: AWS's limits are OFF (WebSocket frame/message sizes, "
+                  "URL and authorizer sizes, idle and connection timeouts, REST timeout and "
+                  "response size, Lambda timeouts, binary Accept rule): what works here may "
+                  "fail on AWS.", flush=True)
+
     def request_stop(self) -> None:
+        self._stopping()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
 
@@ -398,7 +445,7 @@ def _load_app() -> ModuleType:
 
 def run(
     host: str = "127.0.0.1", port: int = 8765, stream_poll_ms: int = 50, agent: bool = False,
-    auth: bool = True,
+    auth: bool = True, lenient: bool = False,
 ) -> int:
     """The ``switchboard dev`` command: serve until Ctrl-C or SIGTERM; the exit status.
 
@@ -410,7 +457,7 @@ def run(
           "stream pump...", file=sys.stderr, flush=True)
     server = None
     try:
-        server = DevServer(host, port, stream_poll_ms, auth=auth)
+        server = DevServer(host, port, stream_poll_ms, auth=auth, lenient=lenient)
         server.open()
     except DevServerError as error:
         print(f"switchboard dev: {error}", file=sys.stderr, flush=True)

@@ -43,7 +43,9 @@ def _switchboard_command() -> list[str]:
 def dev_url() -> Iterator[str]:
     """A fresh `switchboard dev --port 0` for the suite; yields its base URL."""
     proc = subprocess.Popen(
-        # The suite sends no credentials: run open (the rest of the API tests auth).
+        # The suite sends no credentials: run open (the rest of the API tests auth). Faithful
+        # limits: its byte-stream reads send `Accept: */*`, which the deployed API's binary
+        # media types match (infra/api.py).
         [*_switchboard_command(), "dev", "--port", "0", "--no-auth", "--no-agent"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -14,12 +14,19 @@ import pytest
 
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.core.channels import ChannelMeta
+from chalicelib.core.logs import EntryKind, LogEntry
 from chalicelib.core.messages import NewMessage
-from chalicelib.core.subscriptions import Connection, Subscription, SubscriptionState
+from chalicelib.core.subscriptions import (
+    Connection,
+    Handover,
+    Subscription,
+    SubscriptionState,
+)
 from chalicelib.ports import (
     AppendConflictError,
     ChannelExistsError,
-    GoLive,
+    IdsClaimedError,
+    SeqTakenError,
     SubscriptionLimitError,
 )
 from tests.support.aws import dynamo_store, moto_dynamodb
@@ -75,71 +82,130 @@ def test_create_twice_raises_with_the_existing_channel(store: Any) -> None:
 
 def test_delete_only_the_epoch_it_was_given(store: Any) -> None:
     store.create_channel(meta())
-    assert not store.delete_channel(meta(epoch="019ad0392f80ffff"))
-    assert store.delete_channel(meta())
+    assert not store.delete_channel(meta(epoch="019ad0392f80ffff"), 1)
+    assert store.delete_channel(meta(), 1)
     assert store.get_channel("runs:1") is None
-    assert not store.delete_channel(meta())
+    assert not store.delete_channel(meta(), 1)
 
 
-# -- append and read ------------------------------------------------------------------------
+# -- the log: entries at seqs, each taken once ----------------------------------------------
 
 
-def test_append_assigns_consecutive_seqs_and_moves_the_head(store: Any) -> None:
+def test_append_writes_at_the_seqs_asked_and_reads_them_back(store: Any) -> None:
     store.create_channel(meta())
-    first = store.append(meta(), [NewMessage(b'"a"'), NewMessage(b'"b"', id="k")], TS, 99)
+    assert store.last_entry("runs:1", EPOCH) is None
+    first = store.append(meta(), 1, [NewMessage(b'"a"'), NewMessage(b'"b"', id="k")], TS, 99)
     assert [m.seq for m in first] == [1, 2]
-    second = store.append(meta(head=2), [NewMessage(b'"c"', publisher="p")], TS + 1, 99)
+    second = store.append(meta(), 3, [NewMessage(b'"c"', publisher="p")], TS + 1, 99)
     assert second[0].seq == 3 and second[0].publisher == "p"
-    assert store.get_channel("runs:1").head == 3
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(3)
+    assert store.entry("runs:1", EPOCH, 2) == LogEntry(2, EntryKind.MESSAGE, "k")
+    assert store.entry("runs:1", EPOCH, 4) is None
     read = store.read("runs:1", EPOCH, 0, 10)
     assert [(m.seq, m.body, m.id) for m in read] == [(1, b'"a"', None), (2, b'"b"', "k"),
                                                      (3, b'"c"', None)]
     assert read[2].ts == TS + 1 and read[2].expires_at == 99
+    # The channel's item is not touched by appends: its head stays the log's base.
+    assert store.get_channel("runs:1").head == 0
 
 
-def test_append_with_a_stale_head_conflicts_and_stores_nothing(store: Any) -> None:
+def test_a_taken_seq_refuses_the_append_and_names_its_entry(store: Any) -> None:
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"1")], TS, 99)
-    with pytest.raises(AppendConflictError):
-        store.append(meta(head=0), [NewMessage(b"2")], TS, 99)
+    store.append(meta(), 1, [NewMessage(b"1", id="first")], TS, 99)
+    with pytest.raises(SeqTakenError) as taken:
+        store.append(meta(), 1, [NewMessage(b"2")], TS, 99, claim_ids=False)
+    assert taken.value.entry == LogEntry(1, EntryKind.MESSAGE, "first")
+    # A batch that would overlap stores nothing at all.
+    with pytest.raises(SeqTakenError):
+        store.append(meta(), 0, [NewMessage(b"0"), NewMessage(b"x")], TS, 99)
+    assert [m.seq for m in store.read("runs:1", EPOCH, -1, 10)] == [1]
+
+
+def test_logs_of_other_epochs_are_separate(store: Any) -> None:
+    store.create_channel(meta())
+    store.append(meta(), 1, [NewMessage(b"1")], TS, 99)
+    other = meta(epoch="019ad0392f80ffff")
+    assert store.append(other, 1, [NewMessage(b"1")], TS, 99)[0].seq == 1
+    assert store.read("runs:1", "019ad0392f80ffff", 0, 10)[0].epoch == "019ad0392f80ffff"
+
+
+def test_a_deleted_log_ends_with_a_marker_nobody_writes_past(store: Any) -> None:
+    store.create_channel(meta())
+    store.append(meta(), 1, [NewMessage(b"1")], TS, 99)
+    with pytest.raises(SeqTakenError):  # the end must follow the last entry
+        store.delete_channel(meta(), 1)
+    assert store.delete_channel(meta(), 2)
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(2, EntryKind.END)
+    with pytest.raises(SeqTakenError) as taken:
+        store.append(meta(), 2, [NewMessage(b"late")], TS, 99)  # a stale publisher
+    assert taken.value.entry is not None and taken.value.entry.kind is EntryKind.END
     assert [m.seq for m in store.read("runs:1", EPOCH, 0, 10)] == [1]
-
-
-def test_append_to_another_epoch_conflicts(store: Any) -> None:
-    store.create_channel(meta())
-    with pytest.raises(AppendConflictError):
-        store.append(meta(epoch="019ad0392f80ffff"), [NewMessage(b"1")], TS, 99)
-
-
-def test_append_to_a_deleted_channel_conflicts(store: Any) -> None:
-    store.create_channel(meta())
-    store.delete_channel(meta())
-    with pytest.raises(AppendConflictError):
-        store.append(meta(), [NewMessage(b"1")], TS, 99)
 
 
 def test_an_id_is_claimed_once_per_epoch(store: Any) -> None:
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"1", id="dup")], TS, 99)
-    with pytest.raises(AppendConflictError):
-        store.append(meta(head=1), [NewMessage(b"2", id="dup")], TS, 99)
-    assert store.get_channel("runs:1").head == 1  # the whole transaction rolled back
-    assert store.find_ids(meta(head=1), ["dup", "other"]) == {"dup": 1}
+    store.append(meta(), 1, [NewMessage(b"1", id="dup")], TS, 99_999_999_999)
+    with pytest.raises(IdsClaimedError) as claimed:
+        store.append(meta(), 2, [NewMessage(b"2", id="dup"), NewMessage(b"3")], TS,
+                     99_999_999_999)
+    assert claimed.value.claims == {"dup": 1}
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(1, EntryKind.MESSAGE, "dup")
+    assert store.find_ids(meta(), ["dup", "other"]) == {"dup": 1}
+
+
+def test_a_stale_claim_is_replaced_only_when_named(store: Any) -> None:
+    store.create_channel(meta())
+    # A publisher claimed "x" for seq 1 and died before writing it; seq 1 went to another.
+    assert store.claim(meta(), "x", 1, 99_999_999_999, TS // 1000) is None
+    store.append(meta(), 1, [NewMessage(b"other")], TS, 99_999_999_999)
+    with pytest.raises(IdsClaimedError):
+        store.append(meta(), 2, [NewMessage(b"x", id="x"), NewMessage(b"y")], TS,
+                     99_999_999_999)
+    stored = store.append(meta(), 2, [NewMessage(b"x", id="x"), NewMessage(b"y")], TS,
+                          99_999_999_999, stale_claims={"x": 1})
+    assert [m.seq for m in stored] == [2, 3]
+    assert store.find_ids(meta(), ["x"]) == {"x": 2}
+
+
+def test_claims_are_taken_once_moved_only_from_where_they_point_and_expire(store: Any) -> None:
+    store.create_channel(meta())
+    now_s = TS // 1000
+    assert store.claim(meta(), "a", 5, now_s + 60, now_s) is None
+    assert store.claim(meta(), "a", 6, now_s + 60, now_s) == 5
+    assert not store.move_claim(meta(), "a", 6, 7)
+    assert store.move_claim(meta(), "a", 5, 7)
+    assert store.find_ids(meta(), ["a"]) == {"a": 7}
+    # Past its retention the id is free again.
+    assert store.claim(meta(), "a", 9, now_s + 600, now_s + 61) is None
+    assert store.find_ids(meta(), ["a"]) == {"a": 9}
 
 
 def test_ids_of_an_old_epoch_do_not_count(store: Any) -> None:
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"1", id="dup")], TS, 99)
-    store.delete_channel(meta())
+    store.append(meta(), 1, [NewMessage(b"1", id="dup")], TS, 99_999_999_999)
+    store.delete_channel(meta(), 2)
     fresh = meta(epoch="019ad0392f80ffff")
     store.create_channel(fresh)
     assert store.find_ids(fresh, ["dup"]) == {}
-    assert store.append(fresh, [NewMessage(b"1", id="dup")], TS, 99)[0].seq == 1
+    assert store.append(fresh, 1, [NewMessage(b"1", id="dup")], TS, 99)[0].seq == 1
+
+
+def test_find_token_looks_back_over_the_newest_entries_only(store: Any) -> None:
+    store.create_channel(meta())
+    store.append(meta(), 1, [NewMessage(b"old", token="t-old")], TS - 600_000, 99)
+    for seq in range(2, 6):
+        store.append(meta(), seq, [NewMessage(b"x", token=f"t{seq}")], TS, 99)
+    assert store.find_token("runs:1", EPOCH, "t3", TS - 1000, 10) == 3
+    assert store.find_token("runs:1", EPOCH, "nope", TS - 1000, 10) is None
+    # Older than the window, or beyond the entries it may read: not found.
+    assert store.find_token("runs:1", EPOCH, "t-old", TS - 1000, 10) is None
+    assert store.find_token("runs:1", EPOCH, "t2", TS - 1000, 2) is None
+    assert store.read("runs:1", EPOCH, 0, 1)[0].token == "t-old"
 
 
 def test_read_pages_by_seq_and_stops_at_until(store: Any) -> None:
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(str(i).encode()) for i in range(1, 8)], TS, 99)
+    store.append(meta(), 1, [NewMessage(str(i).encode()) for i in range(1, 8)], TS, 99)
     assert [m.seq for m in store.read("runs:1", EPOCH, 2, 3)] == [3, 4, 5]
     assert [m.seq for m in store.read("runs:1", EPOCH, 2, 10, until_seq=4)] == [3, 4]
     assert store.read("runs:1", EPOCH, 7, 10) == []
@@ -148,16 +214,28 @@ def test_read_pages_by_seq_and_stops_at_until(store: Any) -> None:
 
 def test_first_retained_skips_expired_messages(store: Any) -> None:
     store.create_channel(meta())
-    head = meta()
-    for expires in (100, 100, 100, 200, 200):
-        head = head.with_head(store.append(head, [NewMessage(b"x")], TS, expires)[-1].seq)
+    for seq, expires in enumerate((100, 100, 100, 200, 200), start=1):
+        store.append(meta(), seq, [NewMessage(b"x")], TS, expires)
     assert store.first_retained("runs:1", EPOCH, 50, 5) == 1
     assert store.first_retained("runs:1", EPOCH, 150, 5) == 4
     assert store.first_retained("runs:1", EPOCH, 250, 5) == 6
     assert store.first_retained("other", EPOCH, 0, 0) == 1
 
 
-def test_concurrent_appends_never_share_or_skip_a_seq(store: Any) -> None:
+def test_written_is_recorded_once_and_a_renewed_epoch_remembers_the_old_one(store: Any) -> None:
+    store.create_channel(meta())
+    store.mark_written(meta(), TS)
+    store.mark_written(meta(), TS + 5)
+    assert store.get_channel("runs:1").written_ms == TS
+    assert store.renew_epoch(meta(), "019ad0392f80eeee", 1)
+    renewed = store.get_channel("runs:1")
+    assert (renewed.epoch, renewed.previous_epoch, renewed.written_ms) == (
+        "019ad0392f80eeee", EPOCH, None)
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(1, EntryKind.END)
+    assert not store.renew_epoch(meta(), "019ad0392f80dddd", 1)  # not in that epoch now
+
+
+def test_concurrent_appends_at_the_tail_never_share_or_skip_a_seq(store: Any) -> None:
     store.create_channel(meta())
     won: list[int] = []
     lock = threading.Lock()
@@ -165,13 +243,14 @@ def test_concurrent_appends_never_share_or_skip_a_seq(store: Any) -> None:
     def publisher(n: int) -> None:
         for i in range(10):
             while True:
-                current = store.get_channel("runs:1")
+                last = store.last_entry("runs:1", EPOCH)
+                seq = (last.seq if last else 0) + 1
                 try:
-                    stored = store.append(current, [NewMessage(f"{n}-{i}".encode())], TS, 99)
-                except AppendConflictError:
+                    store.append(meta(), seq, [NewMessage(f"{n}-{i}".encode())], TS, 99)
+                except SeqTakenError:
                     continue
                 with lock:
-                    won.append(stored[0].seq)
+                    won.append(seq)
                 break
 
     threads = [threading.Thread(target=publisher, args=(n,)) for n in range(4)]
@@ -201,25 +280,30 @@ def test_subscribe_registers_replaying_and_subscribers_lists_it(store: Any) -> N
     assert store.subscribers("runs:2") == []
 
 
-def test_go_live_only_while_the_head_is_unchanged(store: Any) -> None:
-    store.create_channel(meta())
+def test_a_subscription_goes_live_only_past_what_the_fan_out_held_back(store: Any) -> None:
     store.put_connection(conn())
-    store.subscribe(sub(), 10)
-    store.append(meta(), [NewMessage(b"1")], TS, 99)
-    assert store.go_live(sub(), 0) is GoLive.HEAD_MOVED
-    assert store.subscribers("runs:1")[0].state is SubscriptionState.REPLAYING
-    assert store.go_live(sub(), 1) is GoLive.LIVE
+    store.subscribe(sub(after=2), 10)
+    assert store.note_missed(sub(), 7)
+    assert store.note_missed(sub(), 5)  # the highest noted stays
+    assert store.get_subscription("runs:1", "c1").missed == 7
+    assert store.go_live(sub(), 6) is Handover.BEHIND
+    assert store.get_subscription("runs:1", "c1").state is SubscriptionState.REPLAYING
+    assert store.go_live(sub(), 7) is Handover.LIVE
     (live,) = store.subscribers("runs:1")
-    assert live.state is SubscriptionState.LIVE and live.after_seq == 1
+    assert (live.state, live.after_seq) == (SubscriptionState.LIVE, 7)
+    assert not store.note_missed(sub(), 9)  # live: the fan-out delivers instead
+    assert store.go_live(sub(), 9) is Handover.GONE
 
 
-def test_go_live_after_unsubscribe_reports_gone(store: Any) -> None:
-    store.create_channel(meta())
+def test_transitions_of_a_gone_or_other_epoch_subscription_fail(store: Any) -> None:
     store.put_connection(conn())
     store.subscribe(sub(), 10)
+    assert store.go_live(sub(epoch="019ad0392f80ffff"), 1) is Handover.GONE
     assert store.unsubscribe("runs:1", "c1")
     assert not store.unsubscribe("runs:1", "c1")
-    assert store.go_live(sub(), 0) is GoLive.GONE
+    assert not store.note_missed(sub(), 1)
+    assert store.go_live(sub(), 1) is Handover.GONE
+    assert store.get_subscription("runs:1", "c1") is None
 
 
 def test_subscription_limit_counts_distinct_channels(store: Any) -> None:
@@ -261,33 +345,37 @@ def _state(epoch: int, seq: int, producer_id: str = "p1") -> Any:
 def test_producer_state_commits_with_the_append(store: Any) -> None:
     store.create_channel(meta())
     assert store.get_producer(meta(), "p1") is None
-    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999, guard=_guard(
+    store.append(meta(), 1, [NewMessage(b"a")], TS, 9_999_999_999, guard=_guard(
         producer=_state(0, 0), producer_before=None, stream_seq="001",
     ))
     assert store.get_producer(meta(), "p1") == _state(0, 0)
     assert store.get_channel("runs:1").stream_seq == "001"
-    assert store.get_channel("runs:1").head == 1
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(1)
+    # Stream-Seq commits only over the value it was checked against.
+    with pytest.raises(AppendConflictError):
+        store.append(meta(), 2, [NewMessage(b"b")], TS, 9_999_999_999,
+                     guard=_guard(stream_seq="002", stream_seq_before=None))
 
 
 def test_a_moved_producer_state_conflicts_and_stores_nothing(store: Any) -> None:
     from chalicelib.ports import AppendConflictError
 
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999,
+    store.append(meta(), 1, [NewMessage(b"a")], TS, 9_999_999_999,
                  guard=_guard(producer=_state(0, 0), producer_before=None))
     # Validated against "no state" (a stale read): the conditional write refuses it.
     with pytest.raises(AppendConflictError):
-        store.append(meta(head=1), [NewMessage(b"b")], TS, 9_999_999_999,
+        store.append(meta(), 2, [NewMessage(b"b")], TS, 9_999_999_999,
                      guard=_guard(producer=_state(0, 0), producer_before=None))
-    assert store.get_channel("runs:1").head == 1
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(1)
     assert store.get_producer(meta(), "p1") == _state(0, 0)
 
 
 def test_producer_state_of_an_old_epoch_does_not_count(store: Any) -> None:
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"a")], TS, 9_999_999_999,
+    store.append(meta(), 1, [NewMessage(b"a")], TS, 9_999_999_999,
                  guard=_guard(producer=_state(3, 7), producer_before=None))
-    store.delete_channel(meta(head=1))
+    store.delete_channel(meta(), 2)
     reborn = meta(epoch="019ad0392f80ffff")
     store.create_channel(reborn)
     assert store.get_producer(reborn, "p1") is None
@@ -297,11 +385,16 @@ def test_a_closed_stream_refuses_guarded_appends(store: Any) -> None:
     from chalicelib.ports import AppendConflictError
 
     store.create_channel(meta())
-    store.append(meta(), [], TS, 9_999_999_999, guard=_guard(close=True))
+    store.append(meta(), 1, [NewMessage(b"a")], TS, 9_999_999_999, guard=_guard(close=True))
     closed = store.get_channel("runs:1")
-    assert closed.closed and closed.head == 0
+    assert closed.closed
+    assert store.last_entry("runs:1", EPOCH) == LogEntry(2, EntryKind.CLOSE)
     with pytest.raises(AppendConflictError):
-        store.append(closed, [NewMessage(b"late")], TS, 9_999_999_999, guard=_guard())
+        store.append(closed, 3, [NewMessage(b"late")], TS, 9_999_999_999,
+                     guard=_guard(stream_seq="9"))
+    # A publisher that missed the close runs into its marker.
+    with pytest.raises(SeqTakenError):
+        store.append(meta(), 2, [NewMessage(b"late")], TS, 9_999_999_999)
 
 
 def test_extend_expiry_only_moves_later(store: Any) -> None:
@@ -334,7 +427,7 @@ def test_create_fork_records_it_in_the_source_and_round_trips_its_origin(store: 
     from chalicelib.core.forks import fork_member
 
     store.create_channel(meta())
-    store.append(meta(), [NewMessage(b"ab")], TS, 9_999_999_999)
+    store.append(meta(), 1, [NewMessage(b"ab")], TS, 9_999_999_999)
     fork = _fork_meta(head=2)
     prefix = _stored("f:1", FORK_EPOCH, 2, b"par")
     assert store.create_fork(fork, prefix) == fork
@@ -365,12 +458,12 @@ def test_a_source_with_forks_is_soft_deleted_refuses_appends_and_new_forks(store
 
     store.create_channel(meta())
     store.create_fork(_fork_meta(at=0))
-    deletion = store.delete_channel(meta())
+    deletion = store.delete_channel(meta(), 1)
     assert deletion is not None and deletion.soft
     kept = store.get_channel("runs:1")
     assert kept.deleted and kept.epoch == EPOCH
-    with pytest.raises(AppendConflictError):
-        store.append(meta(), [NewMessage(b"late")], TS, 9_999_999_999)
+    with pytest.raises(SeqTakenError):
+        store.append(meta(), 1, [NewMessage(b"late")], TS, 9_999_999_999)
     with pytest.raises(ForkSourceChangedError):
         store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
 
@@ -381,7 +474,7 @@ def test_releasing_the_last_fork_collects_a_soft_deleted_source(store: Any) -> N
     store.create_channel(meta())
     store.create_fork(_fork_meta(at=0))
     store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
-    store.delete_channel(meta())
+    store.delete_channel(meta(), 1)
     assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
     assert store.get_channel("runs:1").deleted
     collected = store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000"))
@@ -400,7 +493,7 @@ def test_release_keeps_a_live_source_and_purge_ignores_forks(store: Any) -> None
     live = store.get_channel("runs:1")
     assert not live.deleted and live.forks == frozenset()
     store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
-    deletion = store.delete_channel(meta(), purge=True)
+    deletion = store.delete_channel(meta(), 1, purge=True)
     assert deletion is not None and not deletion.soft
     assert store.get_channel("runs:1") is None
-    assert store.delete_channel(meta()) is None
+    assert store.delete_channel(meta(), 1) is None

@@ -1,4 +1,5 @@
-"""The dev server's TransactWriteItems replacement behaves exactly like moto's original.
+"""The dev server's moto patch: its TransactWriteItems replacement behaves exactly like moto's
+original, and requests conflict under concurrency as on DynamoDB.
 
 Each scenario runs twice on fresh in-process backends, once through moto's own
 ``transact_write_items`` and once through ours, and must leave the same items, the same
@@ -121,3 +122,86 @@ def test_scenarios_cover_success_cancellation_and_rollback() -> None:
                                   moto_patch.transact_write_items)
     assert len(messages) == 1
     assert len(records) == 1
+
+
+def test_a_transaction_over_4_mb_is_refused_as_dynamodb_does() -> None:
+    def big_put(n: int) -> dict[str, Any]:  # about 390 KB: under the 400 KB item limit
+        return {"Put": {"TableName": "messages",
+                        "Item": {"pk": {"S": "c#e"}, "seq": _n(n), "body": {"S": "x" * 390_000}}}}
+
+    over = run([big_put(n) for n in range(2, 13)], moto_patch.transact_write_items)  # 4.3 MB
+    assert over[0] == ("invalid", moto_patch.TRANSACTION_TOO_LARGE)
+    assert len(over[3]) == 1  # nothing written: only the setup's stream record
+    under = run([big_put(n) for n in range(2, 12)], moto_patch.transact_write_items)  # 3.9 MB
+    assert under[0] is None and len(under[3]) == 11
+
+
+# -- concurrency, as DynamoDB does it (installed patch, in-process moto) --------------------
+
+
+def test_an_item_in_flight_in_a_transaction_refuses_other_writers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from botocore.exceptions import ClientError
+
+    from tests.support.aws import moto_dynamodb
+
+    monkeypatch.setattr(moto_patch, "TRANSACTION_HOLD_S", 0.5)
+    with moto_dynamodb() as client:
+        item = {"pk": {"S": "c#e"}, "seq": _n(1), "body": {"B": b"x"}}
+        first = threading.Thread(target=lambda: client.transact_write_items(
+            TransactItems=[{"Put": {"TableName": "sb-messages", "Item": item}}]))
+        first.start()
+        try:
+            threading.Event().wait(0.15)  # the first transaction now holds the item
+            with pytest.raises(ClientError) as single:
+                client.put_item(TableName="sb-messages", Item=item)
+            assert single.value.response["Error"]["Code"] == "TransactionConflictException"
+            with pytest.raises(ClientError) as other:
+                client.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": "sb-messages", "Item": {**item, "seq": _n(2)}}},
+                    {"Put": {"TableName": "sb-messages", "Item": item}},
+                ])
+            reasons = [r["Code"] for r in other.value.response["CancellationReasons"]]
+            assert reasons == ["None", "TransactionConflict"]
+            # Reads see the committed state meanwhile, and other items are free.
+            assert "Item" not in client.get_item(
+                TableName="sb-messages", Key={"pk": {"S": "c#e"}, "seq": _n(1)})
+            client.put_item(TableName="sb-messages", Item={**item, "seq": _n(3)})
+        finally:
+            first.join()
+        assert "Item" in client.get_item(
+            TableName="sb-messages", Key={"pk": {"S": "c#e"}, "seq": _n(1)})
+
+
+def test_racing_conditional_puts_on_one_item_let_exactly_one_win() -> None:
+    import threading
+
+    from botocore.exceptions import ClientError
+
+    from tests.support.aws import moto_dynamodb
+
+    with moto_dynamodb() as client:
+        barrier = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def racer(n: int) -> None:
+            barrier.wait()
+            try:
+                client.put_item(
+                    TableName="sb-messages",
+                    Item={"pk": {"S": "c#e"}, "seq": _n(1), "body": {"B": str(n).encode()}},
+                    ConditionExpression="attribute_not_exists(seq)",
+                )
+                outcomes.append("won")
+            except ClientError as error:
+                outcomes.append(error.response["Error"]["Code"])
+
+        threads = [threading.Thread(target=racer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["ConditionalCheckFailedException"] * 7 + ["won"]

@@ -44,6 +44,8 @@ def test_python_client_appends_reads_and_resumes(dev_server: DevServerProcess) -
 
 
 def test_python_client_binary_stream_round_trips(dev_server: DevServerProcess) -> None:
+    # httpx reads with `Accept: */*`: the bytes arrive because the deployed API's binary media
+    # types include */* (infra/api.py), which the faithful dev gateway applies too.
     url = f"{dev_server.http}/v1/stream/ds-bytes:{uuid.uuid4().hex[:8]}"
     handle = DurableStream.create(url, content_type="application/octet-stream")
     payload = bytes(range(256)) * 4

@@ -43,7 +43,8 @@ def test_test_depends_on_the_system_and_npm_packages() -> None:
     assert plan.index("chromium") < plan.index("pytest")
     first_recipe = make("-p", "-n", "test").stdout
     assert "test: venv test-deps" in first_recipe
-    assert "test-deps: chromium tests/conformance/node_modules/.installed" in first_recipe
+    assert ("test-deps: chromium tests/conformance/node_modules/.installed "
+            "tests/e2e/ts_client/node_modules/.installed") in first_recipe
 
 
 def test_make_dev_passes_options_through() -> None:

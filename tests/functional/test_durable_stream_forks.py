@@ -30,7 +30,7 @@ def test_a_fork_reads_the_source_prefix_then_its_own_log_with_continuing_offsets
     http.post("/v1/stream/fork", headers=TEXT, body="C")
     whole = http.get("/v1/stream/fork?offset=-1")
     assert whole.body == b"ABC"
-    source, fork = harness.store.channels["src"], harness.store.channels["fork"]
+    source, fork = harness.store.channels["src"], harness.services.channels.get("fork")
     assert fork.epoch != source.epoch and fork.head == 3
     assert whole.headers["Stream-Next-Offset"] == f"{fork.epoch}_{3:016d}"
     # The source's offset of the fork point is valid on the fork (the prefix is shared)...
@@ -56,7 +56,7 @@ def test_sub_offsets_count_bytes_or_json_messages(harness: Harness) -> None:
     assert _fork(harness, "e2", "events", **{
         "stream-fork-offset": zero, "stream-fork-sub-offset": "2"}) == 201
     assert json.loads(http.get("/v1/stream/e2?offset=-1").body) == [{"a": 1}, {"b": 2}]
-    assert harness.store.channels["e2"].head == 2
+    assert harness.services.channels.get("e2").head == 2
     assert _fork(harness, "e3", "events", **{
         "stream-fork-offset": zero, "stream-fork-sub-offset": "4"}) == 400
 

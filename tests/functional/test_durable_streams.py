@@ -34,7 +34,7 @@ def test_json_stream_keeps_message_boundaries_and_shares_websocket_offsets(
     assert read.headers["Stream-Next-Offset"] == appended.headers["Stream-Next-Offset"]
     assert read.headers["X-Content-Type-Options"] == "nosniff"
     # The same log as the WebSocket and /v1/channels: seq 3 is the last message.
-    assert harness.store.channels["runs:1"].head == 3
+    assert harness.services.channels.get("runs:1").head == 3
     middle = harness.store.logs[("runs:1", harness.store.channels["runs:1"].epoch)][1].offset
     rest = http.get(f"/v1/stream/runs:1?offset={middle}")
     assert json.loads(rest.body) == [{"b": 2}, [3]]

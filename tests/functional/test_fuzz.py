@@ -47,7 +47,7 @@ def harness() -> Harness:
 
 
 def stored(h: Harness) -> dict[str, int]:
-    return {name: meta.head for name, meta in h.store.channels.items()}
+    return {name: h.services.channels.get(name).head for name in h.store.channels}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -38,7 +38,7 @@ def test_a_repeated_id_inside_one_batch_is_stored_once(harness: Harness) -> None
     acks = body(harness.post("/v1/channels/runs:1/messages",
                              [{"data": 1, "id": "k"}, {"data": 1, "id": "k"}, {"data": 2}]))
     assert [(a["seq"], a["duplicate"]) for a in acks] == [(1, False), (1, True), (2, False)]
-    assert harness.store.get_channel("runs:1").head == 2
+    assert harness.services.channels.get("runs:1").head == 2
 
 
 def test_large_batches_span_several_transactions_in_order(harness: Harness) -> None:
@@ -134,7 +134,7 @@ def test_bad_publishes_are_clear_errors_and_store_nothing(
     assert response.status_code == status
     error = body(response)["error"]
     assert error["code"] == code and error["message"]
-    assert harness.store.get_channel("runs:1").head == 1
+    assert harness.services.channels.get("runs:1").head == 1
 
 
 @pytest.mark.parametrize(
@@ -173,9 +173,9 @@ def test_large_batches_are_split_into_transactions_under_4_mb(harness: Harness) 
     sizes: list[int] = []
     append = harness.store.append
 
-    def recording(meta: Any, messages: Any, *args: Any, **kwargs: Any) -> Any:
+    def recording(meta: Any, first: int, messages: Any, *args: Any, **kwargs: Any) -> Any:
         sizes.append(sum(len(m.body) for m in messages))
-        return append(meta, messages, *args, **kwargs)
+        return append(meta, first, messages, *args, **kwargs)
 
     harness.store.append = recording  # type: ignore[method-assign]
     big = NewMessage(b'"' + b"x" * 60_000 + b'"')

@@ -10,8 +10,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryStore
 from chalicelib.core.messages import NewMessage
 from chalicelib.core.offsets import encode
-from chalicelib.core.subscriptions import SubscriptionState
-from chalicelib.ports import GoLive
+from chalicelib.core.subscriptions import Handover, SubscriptionState
 from chalicelib.settings import Settings
 from tests.functional.conftest import Harness, make_harness
 
@@ -40,6 +39,7 @@ def test_subscribe_replays_the_backlog_then_delivers_live(harness: Harness) -> N
     publish_rest(harness, "runs:1", "d")
     assert harness.pump() == {"batchItemFailures": []}
     assert [(f["seq"], f["data"]) for f in harness.take("c1")] == [(4, "d")]
+    assert harness.store.subscribers("runs:1")[0].state is SubscriptionState.LIVE
 
 
 def test_subscribe_defaults_to_now_and_resumes_from_an_offset(harness: Harness) -> None:
@@ -65,35 +65,44 @@ def test_subscribing_before_anything_exists_creates_the_channel(harness: Harness
 
 
 class RacingStore(MemoryStore):
-    """Publishes behind the subscriber's back right before it tries to go live."""
+    """Publishes, and runs the fan-out, behind the subscriber's back right before each of its
+    attempts to go live."""
 
-    def __init__(self, publish_during_replay: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.pending = publish_during_replay
-        self.outcomes: list[GoLive] = []
+        self.armed = False
+        self.outcomes: list[Handover] = []
+        self.harness: Harness | None = None
 
-    def go_live(self, subscription: Any, head: int) -> GoLive:
-        if self.pending:
-            self.pending -= 1
-            current = self.get_channel(subscription.channel)
-            self.append(current, [NewMessage(b'"raced"')], 0, 2**40)
-        outcome = super().go_live(subscription, head)
+    def go_live(self, subscription: Any, after_seq: int) -> Handover:
+        if self.armed and len(self.outcomes) < 3:
+            meta = self.get_channel(subscription.channel)
+            assert meta is not None and self.harness is not None
+            tail = self.last_entry(meta.name, meta.epoch)
+            self.append(meta, (tail.seq if tail else 0) + 1, [NewMessage(b'"raced"')], 0, 2**40)
+            self.harness.pump()  # the fan-out sees the subscriber replaying: it notes the seq
+        outcome = super().go_live(subscription, after_seq)
         self.outcomes.append(outcome)
         return outcome
 
 
-def test_messages_published_during_replay_arrive_once_and_in_order() -> None:
-    racing = RacingStore(publish_during_replay=2)
+def test_messages_published_during_the_hand_over_arrive_once_and_in_order() -> None:
+    racing = RacingStore()
     h = make_harness(store=racing)
+    racing.harness = h
     with h.client:
         publish_rest(h, "runs:1", "a", "b")
         h.connect("c1")
+        racing.armed = True
         h.send("c1", action="subscribe", channel="runs:1", **{"from": "-1"})
-        assert racing.outcomes == [GoLive.HEAD_MOVED, GoLive.HEAD_MOVED, GoLive.LIVE]
-        h.pump()  # every stream record, including the raced ones
+        racing.armed = False
+        assert racing.outcomes == [Handover.BEHIND, Handover.BEHIND, Handover.BEHIND,
+                                   Handover.LIVE]
         publish_rest(h, "runs:1", "c")
         h.pump()
-        assert seqs(h.take("c1")) == [1, 2, 3, 4, 5]
+        # Exactly once, in order: one sender at a time.
+        assert seqs(h.take("c1")) == [1, 2, 3, 4, 5, 6]
+        assert h.store.subscribers("runs:1")[0].state is SubscriptionState.LIVE
 
 
 def test_publish_acks_with_seq_and_repeats_are_duplicates(harness: Harness) -> None:
@@ -105,7 +114,7 @@ def test_publish_acks_with_seq_and_repeats_are_duplicates(harness: Harness) -> N
     assert [(a["ref"], a["seq"], a["duplicate"]) for a in acks] == [
         ("p1", 1, False), ("p2", 1, True), ("p3", 2, False)]
     assert acks[0]["offset"].endswith("_0000000000000001")
-    assert harness.store.get_channel("runs:1").head == 2
+    assert harness.services.channels.get("runs:1").head == 2
 
 
 def test_ping_pong_and_unsubscribe(harness: Harness) -> None:
@@ -149,7 +158,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays_usable(
         assert error["ref"] == "r"
     assert pong == {"type": "pong", "ref": "after"}
     assert harness.store.get_channel("runs:1") is None or (
-        harness.store.get_channel("runs:1").head == 0
+        harness.services.channels.get("runs:1").head == 0
     )
 
 
@@ -249,20 +258,21 @@ def test_an_unexpected_failure_is_an_internal_error_frame_without_details(
 
 
 class BusyStore(MemoryStore):
-    """A publisher that lands a message every time the subscriber looks at the head, for a
-    while: more often than a fixed number of catch-up rounds would allow."""
+    """A channel written on every read of its log (while armed): faster than a replay."""
 
     def __init__(self, races: int) -> None:
         super().__init__()
         self.races = races
         self.armed = False
 
-    def get_channel(self, name: str) -> Any:
-        meta = super().get_channel(name)
-        if self.armed and self.races and meta is not None:
+    def read(self, name: str, epoch: str, *args: Any, **kwargs: Any) -> Any:
+        if self.armed and self.races:
             self.races -= 1
-            self.append(meta, [NewMessage(b'"busy"')], 0, 2**40)
-        return meta
+            meta = self.get_channel(name)
+            assert meta is not None
+            tail = self.last_entry(name, epoch)
+            self.append(meta, (tail.seq if tail else 0) + 1, [NewMessage(b'"busy"')], 0, 2**40)
+        return super().read(name, epoch, *args, **kwargs)
 
 
 def test_a_subscriber_catches_up_with_a_channel_that_keeps_publishing() -> None:
@@ -277,5 +287,54 @@ def test_a_subscriber_catches_up_with_a_channel_that_keeps_publishing() -> None:
         frames = h.take("c1")
         assert frames[0]["type"] == "subscribed"
         assert all(f["type"] == "message" for f in frames[1:]), frames[-1]
-        assert seqs(frames) == list(range(1, h.store.get_channel("runs:1").head + 1))
+        h.pump()
+        publish_rest(h, "runs:1", "z")
+        h.pump()
+        frames += h.take("c1")
+        assert seqs(frames) == list(range(1, h.services.channels.get("runs:1").head + 1))
         assert h.store.subscribers("runs:1")[0].state is SubscriptionState.LIVE
+
+
+def test_a_batching_subscriber_gets_its_backlog_and_live_batches_in_few_frames(
+    harness: Harness,
+) -> None:
+    publish_rest(harness, "runs:1", *range(1, 21))
+    harness.connect("c1")
+    harness.send("c1", action="subscribe", channel="runs:1", batch=True, **{"from": "-1"})
+    subscribed, *replayed = harness.take("c1")
+    assert subscribed["type"] == "subscribed"
+    assert [f["type"] for f in replayed] == ["messages"]
+    assert [m["seq"] for m in replayed[0]["messages"]] == list(range(1, 21))
+    harness.pump()  # the backlog's records: replayed already
+    publish_rest(harness, "runs:1", "a", "b", "c")
+    harness.pump()
+    (live,) = harness.take("c1")
+    assert live["type"] == "messages" and [m["data"] for m in live["messages"]] == [
+        "a", "b", "c"]
+    # A subscriber that did not ask keeps one message per frame.
+    harness.connect("c2")
+    harness.send("c2", action="subscribe", channel="runs:1")
+    publish_rest(harness, "runs:1", "d", "e")
+    harness.pump()
+    assert [f["type"] for f in harness.take("c2")[1:]] == ["message", "message"]
+
+
+def test_a_retried_publish_without_an_id_is_recognised_by_its_token(harness: Harness) -> None:
+    harness.connect("c1")
+    harness.send("c1", action="publish", ref="a", channel="runs:t", data=1, token="tok-1")
+    harness.send("c1", action="publish", ref="b", channel="runs:t", data=2)
+    # The answer to "a" was lost: the client retries it, saying so.
+    harness.send("c1", action="publish", ref="a2", channel="runs:t", data=1, token="tok-1",
+                 retry=True)
+    # A token never stored, retried: stored now.
+    harness.send("c1", action="publish", ref="c", channel="runs:t", data=3, token="tok-3",
+                 retry=True)
+    # Without the retry flag a token is not looked for (first attempts cost one write).
+    harness.send("c1", action="publish", ref="d", channel="runs:t", data=1, token="tok-1")
+    acks = {a["ref"]: (a["seq"], a["duplicate"]) for a in harness.take("c1")}
+    assert acks == {"a": (1, False), "b": (2, False), "a2": (1, True), "c": (3, False),
+                    "d": (4, False)}
+    messages = harness.services.channels.read_after(harness.services.channels.get("runs:t"),
+                                                    0, 10)
+    assert [m.data() for m in messages] == [1, 2, 3, 1]
+    assert "token" not in messages[0].to_dict()  # stored, never delivered

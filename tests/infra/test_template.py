@@ -352,3 +352,14 @@ def test_table_names_must_agree_with_chalice_config() -> None:
         merge_template("prod", broken)
     with pytest.raises(ConfigError, match=r"not in \.chalice/config\.json"):
         stage_table_names(config, "staging")
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_every_accept_header_gets_a_byte_streams_bytes(templates: dict[str, Any],
+                                                       stage: str) -> None:
+    body = templates[stage]["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    types = body["x-amazon-apigateway-binary-media-types"]
+    # API Gateway matches the first Accept value; "*/*" is every HTTP client's default.
+    assert "*/*" in types and "application/octet-stream" in types
+    # The routes Chalice generated are still there (the merge added, replaced nothing).
+    assert "/v1/stream/{channel}" in body["paths"]

@@ -148,3 +148,20 @@ def test_sync_client_round_trip(dev_server: DevServer) -> None:
             channel.publish({"step": 2})
             assert [next(subscription).data["step"] for _ in range(2)] == [1, 2]
         assert channel.info().head_seq == 2
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="Product defect (issue 13, part 2): Channel.publish sends a message as one WebSocket "
+    "frame, and API Gateway closes the socket with 1009 for a frame over 32 KB, so messages "
+    "between ~32 KB and the 64 KiB limit cannot be published over the socket (the browser "
+    "client cannot fragment at all). switchboard dev now enforces the frame limit.",
+)
+async def test_a_message_over_32_kb_can_be_published_over_the_socket(
+    dev_server: DevServer,
+) -> None:
+    async with Switchboard(dev_server.url, options=OPTIONS) as sb:
+        channel = sb.channel(f"sdk:{uuid.uuid4().hex[:10]}")
+        ack = await asyncio.wait_for(channel.publish({"pad": "x" * 40_000}), 15)
+        assert ack.seq == 1

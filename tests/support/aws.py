@@ -45,7 +45,7 @@ class DynamoStores:
     def __init__(self, client: Any) -> None:
         channels, messages, connections = TABLES
         self.messages = DynamoMessageStore(client, channels, messages)
-        self.subscriptions = DynamoSubscriptionStore(client, channels, connections)
+        self.subscriptions = DynamoSubscriptionStore(client, connections)
 
     def __getattr__(self, name: str) -> Any:
         for store in (self.messages, self.subscriptions):

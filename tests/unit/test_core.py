@@ -200,9 +200,48 @@ def test_server_frames_match_the_contract() -> None:
                      "detail": {"size": 1}, "ref": "r3", "channel": "c"}
 
 
-def test_subscription_wants_only_live_newer_messages_of_its_epoch() -> None:
+def test_subscription_wants_newer_messages_of_its_epoch() -> None:
     live = Subscription("c", "id", "e", EPOCH, 5, SubscriptionState.LIVE, 0)
     assert live.wants(EPOCH, 6) and not live.wants(EPOCH, 5)
     assert not live.wants("019ad0392f800000", 6)
+    # Replaying, the fan-out notes what it wants instead of sending it (services/fanout.py).
     replaying = Subscription("c", "id", "e", EPOCH, 5, SubscriptionState.REPLAYING, 0)
-    assert not replaying.wants(EPOCH, 6)
+    assert replaying.wants(EPOCH, 6) and not replaying.wants(EPOCH, 5)
+
+
+def test_batched_message_frames_pack_in_order_under_32_kb() -> None:
+    from chalicelib.core.messages import StoredMessage
+
+    def message(seq: int, size: int) -> StoredMessage:
+        body = json.dumps("x" * size).encode()
+        return StoredMessage("runs:1", EPOCH, seq, body, 0, 0, id=f"i{seq}")
+
+    small = [message(s, 100) for s in range(1, 6)]
+    assert [count for count, _ in frames.message_frames(small, batch=False)] == [1] * 5
+    ((count, frame),) = frames.message_frames(small, batch=True)
+    decoded = json.loads(frame)
+    assert count == 5 and decoded["type"] == "messages" and decoded["channel"] == "runs:1"
+    assert [m["seq"] for m in decoded["messages"]] == [1, 2, 3, 4, 5]
+    assert decoded["messages"][0] == {k: v for k, v in json.loads(
+        frames.message_frame(small[0])).items() if k != "type"}
+    # Big ones split across frames, each under API Gateway's 32 KB frame; a single message
+    # travels as a plain message frame.
+    mixed = [message(1, 12_000), message(2, 12_000), message(3, 12_000), message(4, 40_000)]
+    packed = frames.message_frames(mixed, batch=True)
+    assert [count for count, _ in packed] == [2, 1, 1]
+    assert all(len(f.encode()) <= 32 * 1024 for _, f in packed[:2])
+    assert [json.loads(f)["type"] for _, f in packed] == ["messages", "message", "message"]
+    seqs = []
+    for _, f in packed:
+        decoded = json.loads(f)
+        seqs += [m["seq"] for m in decoded["messages"]] if "messages" in decoded else [
+            decoded["seq"]]
+    assert seqs == [1, 2, 3, 4]
+
+
+def test_subscribe_batch_must_be_a_boolean() -> None:
+    parsed = frames.parse_client_frame(
+        '{"action":"subscribe","channel":"a","batch":true}', 1 << 20)
+    assert isinstance(parsed, frames.Subscribe) and parsed.batch
+    with pytest.raises(InvalidFrameError, match="batch"):
+        frames.parse_client_frame('{"action":"subscribe","channel":"a","batch":1}', 1 << 20)

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from ...core.channels import ChannelMeta
 from ...core.forks import Ancestor, ForkOrigin
+from ...core.logs import EntryKind, LogEntry
 from ...core.messages import StoredMessage
 from ...core.subscriptions import Subscription, SubscriptionState
 
@@ -120,6 +121,8 @@ def meta_from_item(item: dict[str, Any]) -> ChannelMeta:
         fork=fork_from_item(item),
         forks=frozenset(item.get("forks", {}).get("SS", [])),
         deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        written_ms=int(item["written"]["N"]) if "written" in item else None,
+        previous_epoch=item["prev_epoch"]["S"] if "prev_epoch" in item else None,
     )
 
 
@@ -142,6 +145,8 @@ def meta_item(meta: ChannelMeta) -> dict[str, Any]:
         item["closed"] = {"BOOL": True}
     if meta.stream_seq is not None:
         item["wseq"] = {"S": meta.stream_seq}
+    if meta.written_ms is not None:
+        item["written"] = num(meta.written_ms)
     if meta.fork is not None:
         item["src"] = {"S": meta.fork.source}
         item["src_epoch"] = {"S": meta.fork.source_epoch}
@@ -155,6 +160,28 @@ def meta_item(meta: ChannelMeta) -> dict[str, Any]:
     return item
 
 
+def entry_from_item(item: dict[str, Any]) -> LogEntry:
+    """What a messages-table item occupies its seq with: a message or a marker."""
+    kind = EntryKind(item["kind"]["S"]) if "kind" in item else EntryKind.MESSAGE
+    return LogEntry(int(item["seq"]["N"]), kind, item["id"]["S"] if "id" in item else None)
+
+
+def marker_item(channel: str, epoch: str, seq: int, kind: EntryKind, expires_at: int) -> (
+    dict[str, Any]
+):
+    """A marker that ends a log (core/logs.py): no body, never delivered."""
+    return {
+        "pk": {"S": log_key(channel, epoch)},
+        "seq": num(seq),
+        "kind": {"S": kind.value},
+        TTL_ATTRIBUTE: num(expires_at),
+    }
+
+
+def is_message(item: dict[str, Any]) -> bool:
+    return "kind" not in item
+
+
 def message_from_item(item: dict[str, Any]) -> StoredMessage:
     """A messages-table item (as GetItem/Query or a stream NewImage return it)."""
     return StoredMessage(
@@ -166,6 +193,7 @@ def message_from_item(item: dict[str, Any]) -> StoredMessage:
         expires_at=int(item[TTL_ATTRIBUTE]["N"]),
         id=item["id"]["S"] if "id" in item else None,
         publisher=item["publisher"]["S"] if "publisher" in item else None,
+        token=item["rt"]["S"] if "rt" in item else None,
     )
 
 
@@ -183,6 +211,8 @@ def message_item(message: StoredMessage) -> dict[str, Any]:
         item["id"] = {"S": message.id}
     if message.publisher is not None:
         item["publisher"] = {"S": message.publisher}
+    if message.token is not None:
+        item["rt"] = {"S": message.token}
     return item
 
 
@@ -195,6 +225,8 @@ def sub_from_item(item: dict[str, Any]) -> Subscription:
         after_seq=int(item["after"]["N"]),
         state=SubscriptionState(item["state"]["S"]),
         expires_at=int(item[TTL_ATTRIBUTE]["N"]),
+        missed=int(item["missed"]["N"]) if "missed" in item else 0,
+        batch=bool(item.get("batch", {}).get("BOOL", False)),
     )
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from ...core.subscriptions import Connection, Subscription, SubscriptionState
-from ...ports import GoLive, SubscriptionLimitError
+from ...core.subscriptions import Connection, Handover, Subscription, SubscriptionState
+from ...ports import SubscriptionLimitError
 from .items import (
     TTL_ATTRIBUTE,
-    cancellation_codes,
     chunks,
     conn_key,
     is_conflict,
@@ -27,14 +27,10 @@ else:
 
 
 class DynamoSubscriptionStore:
-    """The SubscriptionStore: connections and subscriptions in the connections table (going
-    live checks the channel's head in the channels table)."""
+    """The SubscriptionStore: connections and subscriptions in the connections table."""
 
-    def __init__(
-        self, client: DynamoDBClient, channels_table: str, connections_table: str
-    ) -> None:
+    def __init__(self, client: DynamoDBClient, connections_table: str) -> None:
         self.client = client
-        self.channels_table = channels_table
         self.connections_table = connections_table
 
     def put_connection(self, connection: Connection) -> None:
@@ -119,6 +115,7 @@ class DynamoSubscriptionStore:
                 "epoch": {"S": subscription.epoch},
                 "after": num(subscription.after_seq),
                 "state": {"S": SubscriptionState.REPLAYING.value},
+                "batch": {"BOOL": subscription.batch},
                 TTL_ATTRIBUTE: num(subscription.expires_at),
             },
         )
@@ -144,44 +141,69 @@ class DynamoSubscriptionStore:
                 raise
         return True
 
-    def go_live(self, subscription: Subscription, head: int) -> GoLive:
+    def note_missed(self, subscription: Subscription, seq: int) -> bool:
+        return self._transition(
+            subscription, "SET missed = :m",
+            "#s = :from AND (attribute_not_exists(missed) OR missed < :m)",
+            {":from": SubscriptionState.REPLAYING, ":m": seq},
+        ) or self._still_replaying(subscription)
+
+    def go_live(self, subscription: Subscription, after_seq: int) -> Handover:
+        if self._transition(
+            subscription, "SET #s = :to, #a = :a REMOVE missed",
+            "#s = :from AND (attribute_not_exists(missed) OR missed <= :a)",
+            {":from": SubscriptionState.REPLAYING, ":to": SubscriptionState.LIVE,
+             ":a": after_seq},
+        ):
+            return Handover.LIVE
+        return Handover.BEHIND if self._still_replaying(subscription) else Handover.GONE
+
+    def _still_replaying(self, subscription: Subscription) -> bool:
+        current = self.get_subscription(subscription.channel, subscription.connection_id)
+        return (
+            current is not None
+            and current.epoch == subscription.epoch
+            and current.state is SubscriptionState.REPLAYING
+        )
+
+    def get_subscription(self, channel: str, connection_id: str) -> Subscription | None:
+        item = self.client.get_item(
+            TableName=self.connections_table,
+            Key=sub_key(channel, connection_id),
+            ConsistentRead=True,
+        ).get("Item")
+        return sub_from_item(item) if item else None
+
+    def _transition(
+        self, subscription: Subscription, update: str, condition: str,
+        values: Mapping[str, SubscriptionState | int],
+    ) -> bool:
+        """A conditional update of one subscription of this epoch; False if its condition
+        fails (or the subscription is gone, or is a later subscription)."""
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self.channels_table,
-                            "Key": {"pk": {"S": subscription.channel}},
-                            "ConditionExpression": "epoch = :e AND head = :h",
-                            "ExpressionAttributeValues": {
-                                ":e": {"S": subscription.epoch}, ":h": num(head),
-                            },
-                        }
+            self.client.update_item(
+                TableName=self.connections_table,
+                Key=sub_key(subscription.channel, subscription.connection_id),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(pk) AND epoch = :e AND {condition}",
+                ExpressionAttributeNames={
+                    name: attribute
+                    for name, attribute in (("#s", "state"), ("#a", "after"))
+                    if name in update or name in condition
+                },
+                ExpressionAttributeValues={
+                    ":e": {"S": subscription.epoch},
+                    **{
+                        k: {"S": v.value} if isinstance(v, SubscriptionState) else num(v)
+                        for k, v in values.items()
                     },
-                    {
-                        "Update": {
-                            "TableName": self.connections_table,
-                            "Key": sub_key(subscription.channel, subscription.connection_id),
-                            "UpdateExpression": "SET #s = :live, #a = :h",
-                            "ConditionExpression": "attribute_exists(pk) AND epoch = :e",
-                            "ExpressionAttributeNames": {"#s": "state", "#a": "after"},
-                            "ExpressionAttributeValues": {
-                                ":live": {"S": SubscriptionState.LIVE.value},
-                                ":h": num(head),
-                                ":e": {"S": subscription.epoch},
-                            },
-                        }
-                    },
-                ]
+                },
             )
         except ClientError as error:
-            if not is_conflict(error):
-                raise
-            codes = cancellation_codes(error)
-            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                return GoLive.GONE
-            return GoLive.HEAD_MOVED
-        return GoLive.LIVE
+            if is_conflict(error):
+                return False
+            raise
+        return True
 
     def subscribers(self, channel: str) -> list[Subscription]:
         # Strongly consistent: a subscription that went live before a message was committed
