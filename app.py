@@ -66,6 +66,15 @@ STREAM_CORS = CORSConfig(
 )
 
 
+# Browsers call the JSON API cross-origin too (history, channel info, gap fills, publishes).
+# Bearer tokens travel in a header, never in cookies, so any origin may read the answers.
+API_CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["Content-Type", "Authorization", "X-Switchboard-Retry"],
+    max_age=86400,
+)
+
+
 @app.middleware("all")
 def invocation(event: Any, get_response: Any) -> Any:
     """Around every invocation: tag its log lines, flush its metrics."""
@@ -76,49 +85,58 @@ def invocation(event: Any, get_response: Any) -> Any:
     return observed(get_response, event, context, rest=is_rest)
 
 
-@app.route("/v1/health", methods=["GET"])
+@app.route("/v1/health", methods=["GET"], cors=API_CORS)
 def health() -> Response:
     from chalicelib.handlers import rest
     return rest.health()
 
 
-@app.route("/v1/openapi.json", methods=["GET"])
+@app.route("/v1/openapi.json", methods=["GET"], cors=API_CORS)
 def openapi() -> Response:
     from chalicelib.handlers import rest
     return rest.openapi()
 
 
-@app.route("/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def issue_token() -> Response:
     from chalicelib.handlers import rest
     return rest.issue_token(app.current_request)
 
 
-@app.route("/v1/channels/{channel}", methods=["GET"])
+@app.route("/v1/channels/{channel}", methods=["GET"], cors=API_CORS)
 def get_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.get_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def put_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.put_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}", methods=["DELETE"])
+@app.route("/v1/channels/{channel}", methods=["DELETE"], cors=API_CORS)
 def delete_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.delete_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}/messages", methods=["GET"])
+@app.route("/v1/channels/{channel}/messages", methods=["GET"], cors=API_CORS)
 def get_messages(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.get_messages(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def post_messages(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.post_messages(app.current_request, channel)
