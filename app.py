@@ -52,7 +52,9 @@ def _binary_as_api_gateway_does(*_: Any) -> bool:
 
 RestAPIEventHandler._validate_binary_response = _binary_as_api_gateway_does  # type: ignore[method-assign,assignment]
 
-app = _Chalice(app_name="switchboard")
+# configure_logs=False: Chalice would add its own stdout handler to the logger named after the
+# app, which is also the Powertools logger's name: every line would print twice on Lambda.
+app = _Chalice(app_name="switchboard", configure_logs=False)
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 STREAM_CONTENT_TYPES = ["*/*"]

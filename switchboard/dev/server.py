@@ -87,6 +87,9 @@ def _fake_aws_environment() -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "switchboard")
     # Any page may connect to the local stack (the console at / sends its own Origin).
     os.environ.setdefault("SWITCHBOARD_ALLOWED_ORIGINS", '["*"]')
+    # The gateway keeps an SSE response open across invocations (switchboard/dev/sse.py), so
+    # the minimum duration that keeps clients from falling back on AWS would only add latency.
+    os.environ.setdefault("SWITCHBOARD_SSE_MIN_S", "0")
 
 
 def _bind(host: str, port: int) -> socket.socket:
