@@ -13,8 +13,10 @@ from typing import Any
 
 from chalice.app import (
     Chalice,
+    CloudWatchEvent,
     CORSConfig,
     DynamoDBEvent,
+    Rate,
     Request,
     Response,
     RestAPIEventHandler,
@@ -144,6 +146,27 @@ def post_messages(channel: str) -> Response:
     return rest.post_messages(app.current_request, channel)
 
 
+@app.route("/v1/channels/{channel}/presence", methods=["GET"], cors=API_CORS)
+def get_presence(channel: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.get_presence(app.current_request, channel)
+
+
+@app.route(
+    "/v1/channels/{channel}/presence/{instance}", methods=["PUT"],
+    content_types=STREAM_CONTENT_TYPES, cors=API_CORS,
+)
+def put_presence(channel: str, instance: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.put_presence(app.current_request, channel, instance)
+
+
+@app.route("/v1/channels/{channel}/presence/{instance}", methods=["DELETE"], cors=API_CORS)
+def delete_presence(channel: str, instance: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.delete_presence(app.current_request, channel, instance)
+
+
 @app.route(
     "/v1/stream/{channel}",
     methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
@@ -190,6 +213,15 @@ def message(event: WebsocketEvent) -> dict[str, Any]:
 def disconnect(event: WebsocketEvent) -> dict[str, Any]:
     from chalicelib.handlers import websocket
     return websocket.disconnect(event)
+
+
+# Members whose connection vanished without a $disconnect stop heartbeating: the sweeper
+# removes them and logs their leave (infra/ also runs it between these minutes; the dev server
+# every few seconds).
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="presence_sweeper")
+def presence_sweeper(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.handlers import presence
+    return presence.sweep(event.context)
 
 
 # Chalice reads the stream ARN when it packages the app: infra/ (or .chalice/config.json)

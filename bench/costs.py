@@ -253,7 +253,96 @@ def measure() -> dict[str, Any]:
         mark = meter.snapshot()
         services.sessions.end_connection("s1")
         results["$disconnect (1 subscription)"] = meter.since(mark)
+
+        results.update(measure_presence(store, meter, sender))
     return results
+
+
+def measure_presence(store: Any, meter: Meter, sender: RecordingSender) -> dict[str, Any]:
+    """Presence: each change writes the member and appends to the presence log; a heartbeat
+    is one conditional update (plus the sweeper's minute list when the minute changes)."""
+    from chalicelib.adapters.dynamodb import DynamoPresenceStore
+    from tests.support.aws import TABLES
+    from tests.support.fakes import FakeClock
+
+    results: dict[str, Any] = {}
+    clock = FakeClock()
+    presence = DynamoPresenceStore(store.messages.client, TABLES[2])
+    services = bootstrap.build(Settings(auth_enabled=False), store, store, sender, clock,
+                               rng=random.Random(3), presence=presence)
+    state = {"role": "agent", "state": "thinking"}
+
+    def frame(cid: str, **fields: Any) -> None:
+        services.sessions.handle(WsContext(cid, "https://example/api"), json.dumps(
+            {"action": "presence", "channel": "bench:presence", **fields}))
+
+    services.presence.sweep()  # the sweeper runs from the deployment on
+    services.sessions.connect(WsContext("m0", "https://example/api"))
+    frame("m0", op="enter", data=state)  # the presence log's first write creates it
+    for i in range(1, 11):
+        services.sessions.connect(WsContext(f"m{i}", "https://example/api"))
+    mark = meter.snapshot()
+    for i in range(1, 11):
+        frame(f"m{i}", op="enter", data=state)
+    results["presence enter (WebSocket)"] = per(meter.since(mark), 10)
+
+    clock.advance(1)
+    mark = meter.snapshot()
+    for i in range(1, 11):
+        frame(f"m{i}", op="update", data={"role": "agent", "state": "writing"})
+    results["presence update (new data)"] = per(meter.since(mark), 10)
+
+    heartbeats = 40  # ten minutes at the SDKs' 15 s
+    mark = meter.snapshot()
+    for _ in range(heartbeats):
+        clock.advance(15)
+        frame("m1", op="heartbeat")
+    results["presence heartbeat (average over 10 minutes)"] = per(meter.since(mark), heartbeats)
+
+    mark = meter.snapshot()
+    for i in range(2, 11):
+        frame(f"m{i}", op="leave")
+    results["presence leave"] = per(meter.since(mark), 9)
+
+    mark = meter.snapshot()
+    services.presence.members("bench:presence")
+    results["presence members (2 present)"] = meter.since(mark)
+
+    mark = meter.snapshot()
+    services.sessions.end_connection("m1")
+    results["$disconnect of a member (1 channel)"] = meter.since(mark)
+
+    # m0 entered ten minutes ago and never heartbeated: the first sweep removes it.
+    mark = meter.snapshot()
+    services.presence.sweep()
+    results["presence sweep removing one expired member"] = meter.since(mark)
+
+    clock.advance(15)
+    mark = meter.snapshot()
+    services.presence.sweep()
+    results["presence sweep, nothing due"] = meter.since(mark)
+    return results
+
+
+# The SDKs heartbeat every 15 s: 240 heartbeats a member-hour. On AWS the sweeper runs once a
+# minute and, while anyone is present, sweeps every 15 s within it (about 45 s of a 128 MB
+# function per minute, a fixed cost for the whole deployment, not per member).
+HEARTBEATS_PER_HOUR = 3600 // 15
+SWEEPER_GB_S_PER_HOUR = 60 * 45 * 0.128
+
+
+def presence_costs(results: dict[str, Any]) -> dict[str, float]:
+    """Dollars per member-hour (WebSocket and HTTP members) and the sweeper's hour."""
+    hb = results["presence heartbeat (average over 10 minutes)"]
+    ddb = hb["wru"] * PRICE_WRU + hb["rru"] * PRICE_RRU
+    lambda_request = PRICE_LAMBDA_REQUEST + 0.256 * 0.010 * PRICE_LAMBDA_GB_S_ARM
+    websocket = HEARTBEATS_PER_HOUR * (ddb + lambda_request + PRICE_WS_MESSAGE)
+    http = HEARTBEATS_PER_HOUR * (ddb + lambda_request + PRICE_REST_REQUEST)
+    sweep = results["presence sweep, nothing due"]
+    sweeper = (SWEEPER_GB_S_PER_HOUR * PRICE_LAMBDA_GB_S_ARM + 60 * PRICE_LAMBDA_REQUEST
+               + 60 * 4 * sweep["rru"] * PRICE_RRU)
+    return {"websocket_member_hour": websocket, "http_member_hour": http,
+            "sweeper_hour_while_anyone_is_present": sweeper}
 
 
 # A token stream (the SDK's stream_text: one message per 40 ms window, 25 a second) meets
@@ -302,6 +391,16 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {subscribers} subscriber(s), {label} | ${cost['dynamodb']:.2f} "
                          f"| ${cost['api_gateway_websocket']:.2f} | ${cost['lambda']:.2f} | "
                          f"${sum(cost.values()):.2f} |")
+    presence = presence_costs(results)
+    lines.append("")
+    lines.append("| presence | dollars |")
+    lines.append("|---|---:|")
+    lines.append(f"| per WebSocket member-hour (heartbeat every 15 s) | "
+                 f"${presence['websocket_member_hour']:.6f} |")
+    lines.append(f"| per HTTP member-hour (PUT every 15 s) | "
+                 f"${presence['http_member_hour']:.6f} |")
+    lines.append(f"| the sweeper, per hour while anyone is present (whole deployment) | "
+                 f"${presence['sweeper_hour_while_anyone_is_present']:.6f} |")
     return "\n".join(lines)
 
 
@@ -312,7 +411,8 @@ def main() -> None:
     results = measure()
     if args.json:
         print(json.dumps({"operations": results,
-                          "per_million": {s: dollars_per_million(results, s) for s in (1, 10)}},
+                          "per_million": {s: dollars_per_million(results, s) for s in (1, 10)},
+                          "presence": presence_costs(results)},
                          indent=2))
     else:
         print(report(results))

@@ -20,12 +20,14 @@ from .ports import (
     KeyRing,
     MessageStore,
     Metrics,
+    PresenceStore,
     SubscriptionStore,
 )
 from .services.appends import Appender
 from .services.channels import ChannelService
 from .services.credentials import Authenticator
 from .services.fanout import FanoutService
+from .services.presence import PresenceService
 from .services.sessions import SessionService
 from .services.streams import StreamService
 from .settings import Settings, get_settings
@@ -39,6 +41,7 @@ class Services:
     streams: StreamService
     sessions: SessionService
     fanout: FanoutService
+    presence: PresenceService
     metrics: Metrics
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
@@ -58,11 +61,19 @@ def build(
     metrics: Metrics = NO_METRICS,
     rng: random.Random | None = None,
     keys: KeyRing | None = None,
+    presence: PresenceStore | None = None,
 ) -> Services:
     rng = rng or random.Random()
     channels = ChannelService(store, settings, clock, rng, metrics)
     appender = Appender(channels, settings, clock, rng, metrics)
-    sessions = SessionService(channels, appender, subscriptions, sender, settings, clock, metrics)
+    if presence is None:
+        from .adapters.memory import MemoryPresenceStore
+
+        presence = MemoryPresenceStore()
+    members = PresenceService(channels, appender, presence, settings, clock, metrics)
+    sessions = SessionService(
+        channels, appender, subscriptions, sender, settings, clock, metrics, members
+    )
     auth = None
     if settings.auth_enabled:
         auth = Authenticator(
@@ -75,6 +86,7 @@ def build(
         streams=StreamService(channels, appender, settings, clock, rng),
         sessions=sessions,
         fanout=FanoutService(sessions, settings, clock, rng, metrics),
+        presence=members,
         metrics=metrics,
         auth=auth,
     )
@@ -110,7 +122,11 @@ def build_aws(settings: Settings) -> Services:
 
     from .adapters.apigateway import ApiGatewaySender
     from .adapters.clock import SystemClock
-    from .adapters.dynamodb import DynamoMessageStore, DynamoSubscriptionStore
+    from .adapters.dynamodb import (
+        DynamoMessageStore,
+        DynamoPresenceStore,
+        DynamoSubscriptionStore,
+    )
     from .adapters.metrics import PowertoolsMetrics
 
     session = boto3.session.Session()
@@ -128,7 +144,11 @@ def build_aws(settings: Settings) -> Services:
     sender = ApiGatewaySender(
         session, settings.region, max_pool_connections=settings.fanout_concurrency * 2
     )
-    return build(settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics())
+    presence = DynamoPresenceStore(client, settings.connections_table)
+    return build(
+        settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics(),
+        presence=presence,
+    )
 
 
 _services: Services | None = None

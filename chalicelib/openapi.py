@@ -210,6 +210,40 @@ def document() -> dict[str, Any]:
                         "503": _error("The channel is too busy; retry (ids make it safe)."),
                         **_COMMON}},
             },
+            "/v1/channels/{channel}/presence": {
+                "parameters": [_CHANNEL],
+                "get": {"operationId": "presenceMembers",
+                        "description": "The channel's members now (needs subscribe or "
+                                       "history). Changes are logged in the channel "
+                                       "<channel>@presence.",
+                        "responses": {"200": _json("Members", "The members, oldest first."),
+                                      **_COMMON}},
+            },
+            "/v1/channels/{channel}/presence/{instance}": {
+                "parameters": [_CHANNEL, {
+                    "name": "instance", "in": "path", "required": True,
+                    "description": "The backend's name for this member (no '/', '#' or "
+                                   "spaces), e.g. worker-3.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+                "put": {"operationId": "enterPresence",
+                        "description": "Enter or update presence ({\"data\": {...}}), or "
+                                       "with no body heartbeat; needs presence. A member "
+                                       "not heard from for expires_in seconds is gone.",
+                        "requestBody": {"required": False, "content": {"application/json": {
+                            "schema": {"type": "object", "additionalProperties": False,
+                                       "properties": {"data": {"type": "object"}}}}}},
+                        "responses": {"200": _json("PresenceEntered", "Entered or kept."),
+                                      "404": _error("A heartbeat for a member that left or "
+                                                    "expired: enter again."),
+                                      "413": _error("The data is over 1 KB, or the channel "
+                                                    "has the most members it may have."),
+                                      "429": _error("Updates too fast; retry_after_ms."),
+                                      "503": _error("The presence log is too busy; retry."),
+                                      **_COMMON}},
+                "delete": {"operationId": "leavePresence",
+                           "responses": {"204": {"description": "Left."},
+                                         "404": _error("Not a member."), **_COMMON}},
+            },
             "/v1/stream/{channel}": {
                 "parameters": [_CHANNEL],
                 "description": "The Durable Streams protocol: docs/durable-streams.md.",
@@ -253,6 +287,26 @@ def document() -> dict[str, Any]:
                                    "created": {"type": "integer"},
                                    "content_type": {"type": "string"},
                                    "message_count": {"type": "integer", "minimum": 0}}},
+                "Member": {
+                    "type": "object",
+                    "required": ["key", "client_id", "data", "entered", "updated", "via"],
+                    "properties": {"key": {"type": "string"},
+                                   "client_id": {"type": ["string", "null"]},
+                                   "data": {"type": "object"},
+                                   "entered": {"type": "integer"},
+                                   "updated": {"type": "integer"},
+                                   "via": {"enum": ["websocket", "http"]}}},
+                "Members": {"type": "object", "required": ["channel", "members"],
+                            "properties": {"channel": {"type": "string"},
+                                           "members": {"type": "array", "items": {
+                                               "$ref": "#/components/schemas/Member"}}}},
+                "PresenceEntered": {
+                    "type": "object",
+                    "required": ["channel", "member", "heartbeat_s", "expires_in"],
+                    "properties": {"channel": {"type": "string"},
+                                   "member": {"type": "string"},
+                                   "heartbeat_s": {"type": "integer"},
+                                   "expires_in": {"type": "integer"}}},
                 "TokenRequest": {
                     "type": "object", "required": ["client_id", "capabilities"],
                     "additionalProperties": False,
@@ -260,7 +314,8 @@ def document() -> dict[str, Any]:
                         "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
                         "capabilities": {"type": "object", "additionalProperties": {
                             "type": "array", "items": {"enum": [
-                                "subscribe", "publish", "history", "admin", "*"]}}},
+                                "subscribe", "publish", "history", "admin", "presence",
+                                "*"]}}},
                         "ttl": {"type": "integer", "minimum": 1, "maximum": 86400}}},
                 "Token": {"type": "object",
                           "required": ["token", "client_id", "expires", "capabilities"],

@@ -21,6 +21,7 @@ from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
 from .core.logs import LogEntry
 from .core.messages import NewMessage, StoredMessage
+from .core.presence import Member
 from .core.producers import ProducerState
 from .core.subscriptions import Connection, Handover, Subscription
 
@@ -240,6 +241,51 @@ class SubscriptionStore(Protocol):
 
     def subscribers(self, channel: str) -> list[Subscription]:
         """Every subscription on ``channel`` (a Query on the channel key, never a Scan)."""
+
+
+class PresenceStore(Protocol):
+    """Presence members (core/presence.py), the channels a connection has members on, and
+    the minute buckets the sweeper checks."""
+
+    def put_member(self, member: Member) -> Member | None:
+        """Create or replace ``member``; the member as it was, or None if it is new. A
+        WebSocket member is also recorded on its connection (:meth:`linked`)."""
+
+    def touch_member(
+        self, channel: str, key: str, expires_at: int, updated_ms: int
+    ) -> Member | None:
+        """A heartbeat: push the member's expiry to ``expires_at``; the member as it was,
+        or None (and nothing written) if it is not a member."""
+
+    def remove_member(
+        self, channel: str, key: str, expired_by: int | None = None
+    ) -> Member | None:
+        """Remove the member (with ``expired_by``: only if its expiry is at or before that,
+        so a member that heartbeated meanwhile stays); what was removed, or None."""
+
+    def members(self, channel: str) -> list[Member]:
+        """The channel's members (a Query on the channel's key), expired ones included."""
+
+    def linked(self, connection_id: str) -> list[str]:
+        """The channels on which this connection has members."""
+
+    def mark_due(self, bucket: int, channel: str, key: str, expires_at: int) -> None:
+        """Have the sweeper look at this member, due at ``expires_at``, in minute ``bucket``
+        (written whenever a member's expiry moves into a new minute)."""
+
+    def due(self, bucket: int, until: int) -> list[tuple[str, str]]:
+        """(channel, member key) of the entries of minute ``bucket`` due at or before
+        ``until`` (epoch seconds)."""
+
+    def expiries(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The current expiry of each of these members that still exists."""
+
+    def swept_bucket(self) -> int | None:
+        """The first minute the sweeper still looks at (every earlier one was swept after it
+        ended); None before the first sweep."""
+
+    def set_swept_bucket(self, bucket: int) -> None:
+        """Move :meth:`swept_bucket` forward (never back)."""
 
 
 class ConnectionSender(Protocol):

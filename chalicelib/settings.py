@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # and tells the client where to continue.
     replay_budget_s: float = Field(20.0, gt=0, le=600)
 
+    # -- presence (core/presence.py) --
+    presence_ttl_s: int = Field(40, ge=5, le=3600)  # gone this long after the last heartbeat
+    presence_max_members: int = Field(200, ge=1, le=10_000)
+    presence_max_updates_per_s: float = Field(2.0, gt=0, le=100)
+    # How far back the very first sweep looks (later ones start where the last one ended).
+    presence_sweep_minutes: int = Field(3, ge=1, le=60)
+
     # -- authentication (docs/auth.md) --
     # Off only for local hacking (`switchboard dev --no-auth`); on everywhere else.
     auth_enabled: bool = True

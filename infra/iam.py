@@ -18,7 +18,9 @@ Where the actions come from (chalicelib/adapters/dynamodb/, read per call):
                (first_retained's binary search over expired items);
 - connections: PutItem (put_connection, subscribe), UpdateItem (subscribe, unsubscribe, go_live),
                GetItem + BatchWriteItem (delete_connection), DeleteItem (unsubscribe),
-               Query (subscribers: fan-out only).
+               Query (subscribers: fan-out only); presence members, minute lists and the
+               sweep cursor (GetItem, PutItem, UpdateItem, DeleteItem, Query, and the
+               sweeper's BatchGetItem).
 
 TransactWriteItems has no IAM action of its own: each item is authorised as the PutItem,
 UpdateItem or ConditionCheckItem it is. Nothing Scans, and no function gets ``dynamodb:*``.
@@ -77,11 +79,17 @@ def _merge(*parts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     return {table: tuple(sorted(actions)) for table, actions in merged.items()}
 
 
+# Presence (adapters/dynamodb/presence.py, in the connections table): enter and heartbeat
+# write members and the sweeper's minute lists; a leave deletes the member and unlinks it from
+# its connection; members are listed with a Query.
+_PRESENCE = {CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")}
+_PRESENCE_LEAVE = {CONNECTIONS: ("GetItem", "UpdateItem", "DeleteItem", "Query")}
+
 # Keys are Chalice's function names (the ``lambda_functions`` keys of .chalice/config.json).
 FUNCTIONS: dict[str, Grants] = {
     # Every REST route: /v1/channels/* and /v1/stream/* (ChannelService only).
     # Bearer API keys and tokens are checked on every request; POST /v1/tokens signs tokens.
-    "api_handler": Grants(tables=_CHANNEL_SERVICE, read_api_keys=True),
+    "api_handler": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE), read_api_keys=True),
     # The $connect authorizer verifies the token and hands its claims to every later event.
     "ws_authorizer": Grants(read_api_keys=True),
     # $connect stores the connection item (with the authorizer's claims).
@@ -97,17 +105,25 @@ FUNCTIONS: dict[str, Grants] = {
                 CHANNELS: ("ConditionCheckItem",),
                 CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"),
             },
+            _PRESENCE,
         ),
         post_to_connections=True,
     ),
-    "websocket_disconnect": Grants(tables={CONNECTIONS: ("GetItem", "BatchWriteItem")}),
-    # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets.
+    # The connection's members leave presence (their leave appended to the presence log).
+    "websocket_disconnect": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+        CONNECTIONS: ("GetItem", "BatchWriteItem")})),
+    # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets
+    # (whose members leave presence).
     "fanout_records": Grants(
-        tables={CONNECTIONS: ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem")},
+        tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+            CONNECTIONS: ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem")}),
         post_to_connections=True,
         read_messages_stream=True,
         send_to_dlq=True,
     ),
+    # The scheduled sweep of members that stopped heartbeating (their leave logged).
+    "presence_sweeper": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+        CONNECTIONS: ("BatchGetItem",)})),
 }
 
 # Chalice's CloudFormation logical ids for each function (and its role: ``<id>Role``... except
@@ -119,6 +135,7 @@ FUNCTION_LOGICAL_IDS = {
     "websocket_message": "WebsocketMessage",
     "websocket_disconnect": "WebsocketDisconnect",
     "fanout_records": "FanoutRecords",
+    "presence_sweeper": "PresenceSweeper",
 }
 ROLE_LOGICAL_IDS = {
     "api_handler": "ApiHandlerRole",
@@ -127,6 +144,7 @@ ROLE_LOGICAL_IDS = {
     "websocket_message": "WebsocketMessageRole",
     "websocket_disconnect": "WebsocketDisconnectRole",
     "fanout_records": "FanoutRecordsRole",
+    "presence_sweeper": "PresenceSweeperRole",
 }
 LOG_GROUP_LOGICAL_IDS = {
     function: role.removesuffix("Role") + "LogGroup" for function, role in ROLE_LOGICAL_IDS.items()
@@ -139,6 +157,7 @@ FUNCTION_NAMES = {
     "websocket_message": "ws-message",
     "websocket_disconnect": "ws-disconnect",
     "fanout_records": "fanout",
+    "presence_sweeper": "presence-sweeper",
 }
 
 STREAM_READ_ACTIONS = [

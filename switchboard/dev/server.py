@@ -37,6 +37,7 @@ from .agent import AgentProcess
 from .gateway import Gateway, WsHandlers
 from .protocol import protocol_class
 from .pump import StreamPump, TriggerSettings
+from .schedule import Sweeper
 
 T = TypeVar("T")
 
@@ -187,6 +188,7 @@ class DevServer:
         self._moto: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._pump: StreamPump | None = None
+        self._sweeper: Sweeper | None = None
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -250,6 +252,11 @@ class DevServer:
         )
         self.gateway.trigger_status = self._pump.status
         self._pump.start()
+        self._sweeper = Sweeper(
+            chalice_module.presence_sweeper,
+            float(os.environ.get("SWITCHBOARD_DEV_PRESENCE_SWEEP_S", "5")),
+        )
+        self._sweeper.start()
         log.info("moto (DynamoDB + Streams) on %s; stream poll every %d ms when idle",
                  self.moto_url, self.stream_poll_ms)
 
@@ -371,6 +378,9 @@ class DevServer:
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

@@ -136,6 +136,17 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
         assert client.http.head("/v1/stream/s1", headers=BEARER).status_code == 200
         assert client.http.delete("/v1/stream/s1", headers=BEARER).status_code == 204
         assert client.http.delete("/v1/channels/runs:a", headers=BEARER).status_code == 204
+        # A backend in presence over HTTP: enter, heartbeat, list, leave.
+        for body in (b'{"data":{"state":"x"}}', b""):
+            assert client.http.put("/v1/channels/runs:p/presence/w1", body=body, headers={
+                "content-type": "application/json", **BEARER}).status_code == 200
+        assert client.http.get("/v1/channels/runs:p/presence", headers=BEARER
+                               ).status_code == 200
+        assert client.http.delete("/v1/channels/runs:p/presence/w1", headers=BEARER
+                                  ).status_code == 204
+        assert client.http.put("/v1/channels/runs:p/presence/w2", body=b'{"data":{}}',
+                               headers={"content-type": "application/json", **BEARER}
+                               ).status_code == 200
         issued = _post(client, "/v1/tokens", {"client_id": "browser",
                                               "capabilities": {"runs:*": ["*"]}})
         assert issued.status_code == 201, issued.body
@@ -166,6 +177,13 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
         ws.invoke("message", event("$default", "c2", frame(action="ping", ref="q")))
         ws.invoke("message", event("$default", "c3", frame(
             action="unsubscribe", ref="u", channel="runs:b")))
+        for connection in ("c1", "c3"):
+            ws.invoke("message", event("$default", connection, frame(
+                action="presence", ref="e", op="enter", channel="runs:b", data={"s": 1})))
+        ws.invoke("message", event("$default", "c3", frame(
+            action="presence", ref="h", op="heartbeat", channel="runs:b")))
+        ws.invoke("message", event("$default", "c2", frame(
+            action="subscribe", ref="w", channel="runs:b", presence=True)))
         sender.gone.add("c2")  # a reply to a closed socket deletes its connection
         ws.invoke("message", event("$default", "c2", frame(action="ping", ref="r")))
         sender.gone.discard("c2")
@@ -182,6 +200,13 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
 
     with recorder.running("websocket_disconnect"):
         ws.invoke("disconnect", event("$disconnect", "c3"))
+
+    # The HTTP member w2 stops heartbeating: a sweep well past its expiry removes it.
+    bootstrap.built().presence.clock.advance(120)  # type: ignore[union-attr]
+    with recorder.running("presence_sweeper"):
+        swept = ws.invoke("presence_sweeper", client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+    assert swept.payload["removed"] >= 1, swept.payload
 
     functions_seen = {function for function, _, _ in recorder.calls}
     assert functions_seen == set(iam.FUNCTIONS), "the scenario must exercise every function"

@@ -25,14 +25,21 @@ FUNCTIONS = {
     "WebsocketMessage": "ws-message",
     "WebsocketDisconnect": "ws-disconnect",
     "FanoutRecords": "fanout",
+    "PresenceSweeper": "presence-sweeper",
 }
 
 # The IAM each function needs, stated here independently of infra/iam.py: change both
 # consciously. (table -> actions; TransactWriteItems is authorised per item.)
+_CHANNEL_SERVICE = {
+    "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
+    "MessagesTable": {"GetItem", "PutItem", "Query"},
+}
+# A member leaving presence: its item, its connection's link, the presence log (above).
+_LEAVE = {"GetItem", "UpdateItem", "DeleteItem", "Query"}
 EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
     "APIHandler": {
-        "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
-        "MessagesTable": {"GetItem", "PutItem", "Query"},
+        **_CHANNEL_SERVICE,
+        "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"},
     },
     "WsAuthorizer": {},
     "WebsocketConnect": {"ConnectionsTable": {"PutItem"}},
@@ -41,12 +48,15 @@ EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
                           "ConditionCheckItem"},
         "MessagesTable": {"GetItem", "PutItem", "Query"},
         "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem",
-                             "BatchWriteItem"},
+                             "BatchWriteItem", "Query"},
     },
-    "WebsocketDisconnect": {"ConnectionsTable": {"GetItem", "BatchWriteItem"}},
+    "WebsocketDisconnect": {**_CHANNEL_SERVICE,
+                            "ConnectionsTable": {"BatchWriteItem", *_LEAVE}},
     "FanoutRecords": {
+        **_CHANNEL_SERVICE,
         "ConnectionsTable": {"Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
     },
+    "PresenceSweeper": {**_CHANNEL_SERVICE, "ConnectionsTable": {"BatchGetItem", *_LEAVE}},
 }
 POSTS_TO_CONNECTIONS = {"WebsocketMessage", "FanoutRecords"}
 # Whoever checks API keys or verifies or signs tokens; $connect gets claims from the authorizer.

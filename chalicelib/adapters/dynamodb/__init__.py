@@ -2,11 +2,13 @@
 
 from .items import TTL_ATTRIBUTE, message_from_item, message_item, table_definitions
 from .messages import DynamoMessageStore
+from .presence import DynamoPresenceStore
 from .subscriptions import DynamoSubscriptionStore
 
 __all__ = [
     "TTL_ATTRIBUTE",
     "DynamoMessageStore",
+    "DynamoPresenceStore",
     "DynamoSubscriptionStore",
     "message_from_item",
     "message_item",
