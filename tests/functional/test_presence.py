@@ -46,7 +46,8 @@ def watcher(h: Harness, cid: str = "w") -> dict[str, Any]:
 def sweep(h: Harness) -> dict[str, Any]:
     event = h.client.events.generate_cw_event(
         source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
-    return h.client.lambda_.invoke("presence_sweeper", event).payload
+    result: dict[str, Any] = h.client.lambda_.invoke("presence_sweeper", event).payload
+    return result
 
 
 def test_enter_update_leave_reach_a_watcher_in_order(harness: Harness) -> None:
