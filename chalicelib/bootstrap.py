@@ -20,7 +20,11 @@ from .ports import (
     KeyRing,
     MessageStore,
     Metrics,
+    SigningKeys,
     SubscriptionStore,
+    WakeQueue,
+    WakeStore,
+    WebhookPoster,
 )
 from .services.appends import Appender
 from .services.channels import ChannelService
@@ -28,6 +32,7 @@ from .services.credentials import Authenticator
 from .services.fanout import FanoutService
 from .services.sessions import SessionService
 from .services.streams import StreamService
+from .services.wakes import WakeService
 from .settings import Settings, get_settings
 
 
@@ -39,6 +44,7 @@ class Services:
     streams: StreamService
     sessions: SessionService
     fanout: FanoutService
+    wakes: WakeService
     metrics: Metrics
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
@@ -58,7 +64,16 @@ def build(
     metrics: Metrics = NO_METRICS,
     rng: random.Random | None = None,
     keys: KeyRing | None = None,
+    wake_store: WakeStore | None = None,
+    wake_queue: WakeQueue | None = None,
+    poster: WebhookPoster | None = None,
+    signing: SigningKeys | None = None,
 ) -> Services:
+    """The services over the given adapters. The wake adapters default to in-memory ones
+    (a store, a queue on ``clock``), a real webhook poster and the signing keys the settings
+    name (tests pass their own)."""
+    from .adapters.memory_wakes import MemoryWakeQueue, MemoryWakeStore
+
     rng = rng or random.Random()
     channels = ChannelService(store, settings, clock, rng, metrics)
     appender = Appender(channels, settings, clock, rng, metrics)
@@ -75,6 +90,11 @@ def build(
         streams=StreamService(channels, appender, settings, clock, rng),
         sessions=sessions,
         fanout=FanoutService(sessions, settings, clock, rng, metrics),
+        wakes=WakeService(
+            wake_store or MemoryWakeStore(), channels, appender,
+            wake_queue or MemoryWakeQueue(clock.now_ms), poster or webhook_poster(settings),
+            signing or signing_keys(settings), settings, clock, rng, metrics,
+        ),
         metrics=metrics,
         auth=auth,
     )
@@ -104,14 +124,45 @@ def key_ring(settings: Settings) -> KeyRing:
     return StaticKeyRing({})  # authentication on and no keys: nobody gets in
 
 
+def webhook_poster(settings: Settings) -> WebhookPoster:
+    from .adapters.webhooks import HttpxWebhookPoster
+
+    return HttpxWebhookPoster(settings.webhook_allow_loopback, settings.webhook_timeout_s)
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    """The webhook signing keys: a Secrets Manager secret (AWS, `switchboard dev`), or a seed
+    in the settings (tests); read on first use."""
+    from .adapters.signing import CachedSigningKeys, Ed25519Keys
+
+    if settings.webhook_signing_seed is not None:
+        return Ed25519Keys({"seed": settings.webhook_signing_seed})
+    secret_id = settings.webhook_signing_secret_id
+
+    def fetch() -> str:
+        if secret_id is None:
+            raise RuntimeError(
+                "No webhook signing key: set SWITCHBOARD_WEBHOOK_SIGNING_SECRET_ID (infra/ "
+                "deploys the secret) or SWITCHBOARD_WEBHOOK_SIGNING_SEED."
+            )
+        import boto3
+
+        client = boto3.client("secretsmanager", region_name=settings.region,
+                              endpoint_url=settings.aws_endpoint)
+        return str(client.get_secret_value(SecretId=secret_id)["SecretString"])
+
+    return CachedSigningKeys(fetch, settings.webhook_signing_refresh_s)
+
+
 def build_aws(settings: Settings) -> Services:
     import boto3
     from botocore.config import Config
 
     from .adapters.apigateway import ApiGatewaySender
     from .adapters.clock import SystemClock
-    from .adapters.dynamodb import DynamoMessageStore, DynamoSubscriptionStore
+    from .adapters.dynamodb import DynamoMessageStore, DynamoSubscriptionStore, DynamoWakeStore
     from .adapters.metrics import PowertoolsMetrics
+    from .adapters.sqs import SqsWakeQueue
 
     session = boto3.session.Session()
     client: Any = session.client(
@@ -128,7 +179,15 @@ def build_aws(settings: Settings) -> Services:
     sender = ApiGatewaySender(
         session, settings.region, max_pool_connections=settings.fanout_concurrency * 2
     )
-    return build(settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics())
+    queue = SqsWakeQueue(
+        lambda: session.client("sqs", region_name=settings.region,
+                               endpoint_url=settings.aws_endpoint),
+        settings.wake_queue_url,
+    )
+    return build(
+        settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics(),
+        wake_store=DynamoWakeStore(client, settings.wakes_table), wake_queue=queue,
+    )
 
 
 _services: Services | None = None

@@ -3,11 +3,13 @@
 from .items import TTL_ATTRIBUTE, message_from_item, message_item, table_definitions
 from .messages import DynamoMessageStore
 from .subscriptions import DynamoSubscriptionStore
+from .wakes import DynamoWakeStore
 
 __all__ = [
     "TTL_ATTRIBUTE",
     "DynamoMessageStore",
     "DynamoSubscriptionStore",
+    "DynamoWakeStore",
     "message_from_item",
     "message_item",
     "table_definitions",
