@@ -42,10 +42,10 @@ import random
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .errors import InvalidChannelError, SwitchboardError
 from .names import validate_channel
@@ -219,6 +219,8 @@ def parse_pattern(raw: object) -> Pattern:
             "'pattern' must be a non-empty glob over stream paths, such as 'events/*'."
         )
     segments = tuple(raw.strip("/").replace(":", "/").split("/"))
+    if segments[0] == RESERVED_SEGMENT:
+        raise InvalidSubscriptionRequestError(f"Paths under {RESERVED_SEGMENT}/ are reserved.")
     for index, segment in enumerate(segments):
         if segment in ("*", "**"):
             if index == 0:
@@ -235,8 +237,6 @@ def parse_pattern(raw: object) -> Pattern:
                 f"Pattern {raw!r}: each segment is '*', '**' or letters, digits and '._~@-'.",
                 {"pattern": raw[:200]},
             ) from None
-    if segments[0] == RESERVED_SEGMENT:
-        raise InvalidSubscriptionRequestError(f"Paths under {RESERVED_SEGMENT}/ are reserved.")
     return Pattern(segments)
 
 
@@ -469,15 +469,11 @@ def retry_delay_ms(attempt: int, rng: random.Random) -> int:
 # -- state -----------------------------------------------------------------------------------
 
 
-def offset_le(a: str, b: str) -> bool:
-    """Offsets compare as strings (epochs start with their creation time; ``-1`` is lowest)."""
-    return a <= b
-
-
 @dataclass(frozen=True)
 class Link:
     """One stream's cursor in a subscription: ``acked`` is the last offset processed
-    (inclusive), ``tail`` the highest offset the server has seen there."""
+    (inclusive), ``tail`` the highest offset the server has seen there. Offsets compare as
+    strings: within an epoch by seq, across epochs by creation time; ``-1`` sorts first."""
 
     channel: str
     link_types: frozenset[str]
@@ -832,7 +828,6 @@ class Job:
     wake_id: str
     generation: int
     attempt: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "sub": self.subscription, "inc": self.incarnation,
@@ -845,11 +840,3 @@ class Job:
         return cls(raw["kind"], raw["sub"], raw["inc"], raw["wake"], int(raw["gen"]),
                    int(raw.get("attempt", 0)))
 
-
-def with_wake(sub: WakeSubscription, wake: Wake | None, **changes: Any) -> WakeSubscription:
-    return replace(sub, wake=wake, **changes)
-
-
-def decode_path_param(raw: str) -> str:
-    """A path parameter as API Gateway passes it (percent-encoded), decoded."""
-    return unquote(raw)
