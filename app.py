@@ -295,9 +295,11 @@ def wake_records(event: DynamoDBEvent) -> dict[str, Any]:
 
 
 # ...and the wake queue's consumer delivers them (webhooks, wake events, retries, leases).
-# infra/ points it at the queue it declares; the name only keeps packaging working.
+# infra/ points it at the queue it declares; the placeholder keeps imports working.
 @app.on_sqs_message(
-    queue=os.environ.get("SWITCHBOARD_WAKE_QUEUE_NAME", "switchboard-wake-jobs"),
+    queue_arn=os.environ.get(
+        "SWITCHBOARD_WAKE_QUEUE_ARN", "arn:aws:sqs:us-east-1:000000000000:switchboard-wake-jobs"
+    ),
     batch_size=10,
     name="wake_jobs",
 )

@@ -243,8 +243,9 @@ def test_an_expired_lease_wakes_again_and_fences_the_old_wake(world: World) -> N
     (first,) = world.webhooks()
     world.clock.advance(1.5)
     # A callback without done is a heartbeat: it extends the lease.
-    beat = world.call("POST", f"{SUBS}/s1/callback", {
-        "wake_id": first["wake_id"], "generation": 1}, authorization=f"Bearer {first['callback_token']}")
+    beat = world.call("POST", f"{SUBS}/s1/callback", {"wake_id": first["wake_id"],
+                                                      "generation": 1},
+                      authorization=f"Bearer {first['callback_token']}")
     assert beat.json == {"ok": True, "next_wake": False}
     world.clock.advance(1.5)
     world.jobs()
