@@ -161,6 +161,12 @@ def ds_jwks() -> Response:
     return wakes.jwks(app.current_request)
 
 
+@app.route("/v1/stream/__ds/subscriptions", methods=["GET"], cors=STREAM_CORS)
+def ds_subscriptions() -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.list_subscriptions(app.current_request)
+
+
 @app.route(
     "/v1/stream/__ds/subscriptions/{subscription}",
     methods=["GET", "PUT", "DELETE"],

@@ -278,6 +278,17 @@ def document() -> dict[str, Any]:
                                "signatures.",
                 "responses": {"200": {"description": "The JWK set.", "content": {
                     "application/jwk-set+json": {"schema": {"type": "object"}}}}}}},
+            "/v1/stream/__ds/subscriptions": {"get": {
+                "operationId": "listSubscriptions",
+                "description": "The subscriptions the caller may administer (a Switchboard "
+                               "addition), 100 per page.",
+                "parameters": [_query("after", "Continue after this subscription id."),
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
+                "responses": {"200": {"description": "A page.", "content": {
+                    "application/json": {"schema": {"type": "object",
+                                                    "required": ["subscriptions", "next"]}}}},
+                    **_SUBSCRIPTION_ERRORS}}},
             "/v1/stream/__ds/subscriptions/{subscription}": {
                 "parameters": [_SUBSCRIPTION],
                 "description": "Durable Streams subscriptions (webhook, pull-wake): "

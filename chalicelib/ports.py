@@ -292,6 +292,9 @@ class WakeStore(Protocol):
     def get(self, sub_id: str) -> WakeSubscription | None:
         """Strongly consistent read."""
 
+    def list_ids(self, after: str | None, limit: int) -> list[str]:
+        """Subscription ids in order, after ``after``, at most ``limit``."""
+
     def save(
         self, sub: WakeSubscription, expected_version: int,
         unchanged: Mapping[str, str | None] | None = None,

@@ -40,6 +40,10 @@ class MemoryWakeStore:
         with self._lock:
             return self.subs.get(sub_id)
 
+    def list_ids(self, after: str | None, limit: int) -> list[str]:
+        with self._lock:
+            return [i for i in sorted(self.subs) if after is None or i > after][:limit]
+
     def save(
         self, sub: WakeSubscription, expected_version: int,
         unchanged: Mapping[str, str | None] | None = None,

@@ -17,7 +17,7 @@ carry the wake's own token instead of a Switchboard credential; the JWKS is publ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import wraps
 from typing import Any, ParamSpec
@@ -38,7 +38,7 @@ from ..core.errors import (
 )
 from ..observability import logger
 from ..services.wakes import scope_channels
-from .http import json_response, parse_json
+from .http import int_param, json_response, parse_json
 from .principals import http_principal
 
 P = ParamSpec("P")
@@ -164,6 +164,31 @@ def subscription(request: Request, raw_id: str) -> Response:
             wakes.delete(sub_id)
         return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
     raise w.InvalidSubscriptionRequestError(f"Method {method} is not supported here.")
+
+
+@subscription_errors
+def list_subscriptions(request: Request) -> Response:
+    """``GET /v1/stream/__ds/subscriptions`` (a Switchboard addition): the subscriptions the
+    caller may administer, in id order, 100 at most per page (``?after=<id>`` continues)."""
+    params: Mapping[str, str] = request.query_params or {}
+    after = params.get("after")
+    if after is not None:
+        w.validate_id(after)
+    limit = int_param(params.get("limit"), "limit", 100, 1, 100)
+    principal = http_principal(request)
+    subs, next_after = services().wakes.page(after, limit)
+    visible = []
+    for sub in subs:
+        try:
+            require_scope(principal, sub.config, ADMIN)
+        except SwitchboardError:
+            continue
+        visible.append({"id": sub.id, "type": sub.config.type,
+                        "pattern": sub.config.pattern.text if sub.config.pattern else None,
+                        "streams": [w.path_of_channel(c) for c in sub.config.streams],
+                        "status": "failed" if sub.failing else "active",
+                        "description": sub.config.description})
+    return json_response({"subscriptions": visible, "next": next_after})
 
 
 def _with_signing(info: dict[str, Any], request: Request) -> dict[str, Any]:

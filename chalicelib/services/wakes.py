@@ -119,6 +119,12 @@ class WakeService:
         self._requeue_if_stuck(sub)
         return sub.info(list(self.store.links(sub.id, sub.incarnation).values()))
 
+    def page(self, after: str | None, limit: int) -> tuple[list[w.WakeSubscription], str | None]:
+        """A page of subscriptions in id order, and where the next page starts (or None)."""
+        ids = self.store.list_ids(after, limit)
+        subs = [s for s in (self.store.get(i) for i in ids) if s is not None]
+        return subs, (ids[-1] if len(ids) == limit else None)
+
     def delete(self, sub_id: str) -> None:
         """Idempotent: deleting a missing subscription succeeds. In-flight callbacks, acks
         and releases of a deleted subscription fail (404) and move nothing."""

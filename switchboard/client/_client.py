@@ -25,6 +25,7 @@ from ._errors import ConflictError, SwitchboardError, UnauthorizedError, Unavail
 from ._http import Credentials, HttpApi, TokenProvider
 from ._options import Options, backoff_delay
 from ._recovery import Recovery, RecoveryStats
+from ._subscriptions import Subscriptions
 from ._types import NOW, Ack, ChannelInfo, HistoryPage, Message
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -90,6 +91,11 @@ class Switchboard:
 
     def channel(self, name: str) -> Channel:
         return Channel(self, name)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Durable Streams subscriptions (webhook and pull-wake): _subscriptions.py."""
+        return Subscriptions(self.http)
 
     async def issue_token(
         self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600

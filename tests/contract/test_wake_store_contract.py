@@ -52,6 +52,12 @@ def test_create_once_and_read_back(store: Any) -> None:
     assert got is not None and got.version == 1 and got.created_ms == 1_000
     assert got.config == sub.config and got.base_url == sub.base_url
     assert store.get("nope") is None
+    store.create(subscription("s0"))
+    store.create(subscription("s2"))
+    assert store.list_ids(None, 10) == ["s0", "s1", "s2"]
+    assert store.list_ids("s0", 1) == ["s1"]
+    store.delete(store.get("s1"))
+    assert store.list_ids(None, 10) == ["s0", "s2"]
 
 
 def test_save_is_compare_and_set(store: Any) -> None:

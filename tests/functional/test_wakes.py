@@ -129,6 +129,13 @@ def test_put_get_reconfirm_conflict_and_delete(world: World) -> None:
     jwks = world.call("GET", "/v1/stream/__ds/jwks.json")
     assert jwks.headers["Content-Type"] == "application/jwk-set+json"
     assert [k["kid"] for k in json.loads(jwks.body)["keys"]] == [signing["kid"]]
+    world.call("PUT", f"{SUBS}/s0", webhook(pattern="other/**"))
+    listed = world.call("GET", SUBS).json
+    assert [s["id"] for s in listed["subscriptions"]] == ["s0", "s1"] and listed["next"] is None
+    page = world.call("GET", f"{SUBS}?limit=1").json
+    assert [s["id"] for s in page["subscriptions"]] == ["s0"] and page["next"] == "s0"
+    assert [s["id"] for s in world.call("GET", f"{SUBS}?after=s0").json["subscriptions"]] == [
+        "s1"]
     assert world.call("DELETE", f"{SUBS}/s1").status_code == 204
     assert world.call("DELETE", f"{SUBS}/s1").status_code == 204  # idempotent
     missing = world.call("GET", f"{SUBS}/s1")

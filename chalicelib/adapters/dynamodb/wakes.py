@@ -7,6 +7,7 @@
                                                 ``types`` (glob, explicit)
     idx#<namespace>    <id>                     a pattern subscription, found by the first
                                                 segment of a channel (one Query per channel)
+    all                <id>                     every subscription (listing; read rarely)
     exp#<channel>      <id>                     an explicit link, found by its channel
 
 The incarnation (the subscription's creation time) in link keys keeps the links of a deleted
@@ -73,7 +74,7 @@ class DynamoWakeStore:
         items: list[Any] = [{"Put": {
             "TableName": self.table, "Item": self._meta_item(sub, 1),
             "ConditionExpression": "attribute_not_exists(pk)",
-        }}]
+        }}, {"Put": {"TableName": self.table, "Item": {"pk": _s("all"), "sk": _s(sub.id)}}}]
         pattern = sub.config.pattern
         if pattern is not None:
             entry = IndexEntry(sub.id, sub.created_ms, sub.config.type, pattern,
@@ -95,6 +96,16 @@ class DynamoWakeStore:
         if not item:
             return None
         return WakeSubscription.from_doc(item["doc"]["S"], int(item["ver"]["N"]))
+
+    def list_ids(self, after: str | None, limit: int) -> list[str]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s("all")}, "Limit": limit,
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": _s("all"), "sk": _s(after)}
+        items = self.client.query(**kwargs).get("Items", [])
+        return [item["sk"]["S"] for item in items]
 
     def save(
         self, sub: WakeSubscription, expected_version: int,
@@ -130,6 +141,7 @@ class DynamoWakeStore:
 
     def delete(self, sub: WakeSubscription) -> None:
         self.client.delete_item(TableName=self.table, Key=_meta_key(sub.id))
+        self.client.delete_item(TableName=self.table, Key={"pk": _s("all"), "sk": _s(sub.id)})
         if sub.config.pattern is not None:
             self.client.delete_item(TableName=self.table, Key={
                 "pk": _s(f"idx#{sub.config.pattern.namespace}"), "sk": _s(sub.id)})
