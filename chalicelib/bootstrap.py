@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .ports import (
     NO_METRICS,
@@ -32,8 +32,10 @@ from .services.credentials import Authenticator
 from .services.fanout import FanoutService
 from .services.sessions import SessionService
 from .services.streams import StreamService
-from .services.wakes import WakeService
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:  # built on first use: most functions never touch subscriptions
+    from .services.wakes import WakeService
 
 
 @dataclass
@@ -44,10 +46,20 @@ class Services:
     streams: StreamService
     sessions: SessionService
     fanout: FanoutService
-    wakes: WakeService
     metrics: Metrics
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
+    # Durable Streams subscriptions, built on first use (the WebSocket functions never use
+    # them, and each import is cold-start time: bench/cold_start.py).
+    make_wakes: Any = None
+    _wakes: WakeService | None = None
+
+    @property
+    def wakes(self) -> WakeService:
+        if self._wakes is None:
+            self._wakes = self.make_wakes()
+        assert self._wakes is not None
+        return self._wakes
 
     def flush_metrics(self) -> None:
         flush = getattr(self.metrics, "flush", None)
@@ -72,8 +84,6 @@ def build(
     """The services over the given adapters. The wake adapters default to in-memory ones
     (a store, a queue on ``clock``), a real webhook poster and the signing keys the settings
     name (tests pass their own)."""
-    from .adapters.memory_wakes import MemoryWakeQueue, MemoryWakeStore
-
     rng = rng or random.Random()
     channels = ChannelService(store, settings, clock, rng, metrics)
     appender = Appender(channels, settings, clock, rng, metrics)
@@ -83,6 +93,18 @@ def build(
         auth = Authenticator(
             keys or key_ring(settings), clock, settings.token_leeway_s, settings.token_max_ttl_s
         )
+    def make_wakes() -> WakeService:
+        from .adapters.memory_wakes import MemoryWakeQueue, MemoryWakeStore
+        from .services.wakes import WakeService
+
+        return WakeService(
+            MemoryWakeStore() if wake_store is None else wake_store, channels, appender,
+            MemoryWakeQueue(clock.now_ms) if wake_queue is None else wake_queue,
+            webhook_poster(settings) if poster is None else poster,
+            signing_keys(settings) if signing is None else signing, settings, clock, rng,
+            metrics,
+        )
+
     return Services(
         settings=settings,
         channels=channels,
@@ -90,15 +112,9 @@ def build(
         streams=StreamService(channels, appender, settings, clock, rng),
         sessions=sessions,
         fanout=FanoutService(sessions, settings, clock, rng, metrics),
-        wakes=WakeService(
-            MemoryWakeStore() if wake_store is None else wake_store, channels, appender,
-            MemoryWakeQueue(clock.now_ms) if wake_queue is None else wake_queue,
-            webhook_poster(settings) if poster is None else poster,
-            signing_keys(settings) if signing is None else signing, settings, clock, rng,
-            metrics,
-        ),
         metrics=metrics,
         auth=auth,
+        make_wakes=make_wakes,
     )
 
 

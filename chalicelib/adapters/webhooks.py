@@ -14,15 +14,17 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from ..core.wakes import address_allowed, ip_literal
 from ..ports import WebhookResponse
 
 MAX_ANSWER_BYTES = 64 * 1024
 CONNECT_TIMEOUT_S = 5.0
+
+if TYPE_CHECKING:
+    import httpx
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -51,14 +53,27 @@ def vetted_address(host: str, port: int, allow_loopback: bool,
 
 
 class HttpxWebhookPoster:
+    """Built at every cold start; the HTTP client (TLS context and all) on the first POST."""
+
     def __init__(self, allow_loopback: bool, timeout_s: float = 10.0,
                  resolver: Resolver = resolve,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.allow_loopback = allow_loopback
-        self.timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        self.timeout_s = timeout_s
         self.resolver = resolver
-        self._client = httpx.Client(timeout=self.timeout, follow_redirects=False,
-                                    transport=transport, trust_env=False)
+        self._transport = transport
+        self._http: Any = None
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(
+                timeout=httpx.Timeout(self.timeout_s,
+                                      connect=min(CONNECT_TIMEOUT_S, self.timeout_s)),
+                follow_redirects=False, transport=self._transport, trust_env=False)
+        client: httpx.Client = self._http
+        return client
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
         parts = urlsplit(url)
@@ -72,8 +87,10 @@ class HttpxWebhookPoster:
         netloc = f"{target}:{parts.port}" if parts.port else target
         pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
         host_header = parts.netloc.rsplit("@", 1)[-1]
+        import httpx
+
         try:
-            with self._client.stream(
+            with self._client().stream(
                 "POST", pinned, content=body,
                 headers={**headers, "Host": host_header, "User-Agent": "Switchboard-Webhooks"},
                 extensions={"sni_hostname": host} if parts.scheme == "https" else {},

@@ -125,10 +125,6 @@ def require_scope(principal: Principal, config: w.SubscriptionConfig, operation:
         )
 
 
-def _authorized(request: Request, sub: w.WakeSubscription, operation: str = ADMIN) -> None:
-    require_scope(http_principal(request), sub.config, operation)
-
-
 # -- routes ---------------------------------------------------------------------------------
 
 
@@ -203,13 +199,13 @@ def _with_signing(info: dict[str, Any], request: Request) -> dict[str, Any]:
 
 @subscription_errors
 def add_streams(request: Request, raw_id: str) -> Response:
+    principal = http_principal(request)  # 401 before anything else
     wakes = services().wakes
     sub = wakes.get(_sub_id(raw_id))
     body = _body(request)
     if not isinstance(body, dict) or set(body) != {"streams"}:
         raise w.InvalidSubscriptionRequestError('The body is {"streams": ["path", ...]}.')
     channels = w.parse_streams(body["streams"])
-    principal = http_principal(request)
     require_scope(principal, sub.config, ADMIN)
     for channel in channels:
         if principal.kind != "anonymous":
@@ -222,9 +218,10 @@ def add_streams(request: Request, raw_id: str) -> Response:
 def remove_stream(request: Request, raw_id: str) -> Response:
     """``DELETE …/streams/{path}``: the path URL-encoded (``manual%2Fb``) or not
     (``manual/b``, the greedy tail of the route)."""
+    principal = http_principal(request)  # 401 before anything else
     wakes = services().wakes
     sub = wakes.get(_sub_id(raw_id))
-    _authorized(request, sub)
+    require_scope(principal, sub.config, ADMIN)
     raw = greedy_param(request, "stream", f"/v1/stream/__ds/subscriptions/{raw_id}/streams/")
     try:
         channel = w.channel_of_path(unquote(raw))
@@ -243,9 +240,9 @@ def callback(request: Request, raw_id: str) -> Response:
 
 @subscription_errors
 def claim(request: Request, raw_id: str) -> Response:
+    principal = http_principal(request)  # 401 before anything else
     wakes = services().wakes
     sub = wakes.get(_sub_id(raw_id))
-    principal = http_principal(request)
     if principal.kind != "anonymous" and sub.config.wake_stream is not None:
         principal.require(sub.config.wake_stream, SUBSCRIBE, _now_s())
     return json_response(wakes.claim(sub.id, _body(request)))

@@ -41,6 +41,9 @@ from .appends import Appender, AppendRequest
 from .channels import ChannelService
 
 CAS_ATTEMPTS = 20
+# A claim reads the tails of at most this many linked streams (appends the stream consumer
+# has not processed yet); the consumer brings the others.
+CATCH_UP_MAX = 100
 # A wake whose delivery is this late was probably never queued (a crash between storing the
 # wake and sending its job): any later event re-queues it.
 STUCK_MS = 60_000
@@ -549,8 +552,12 @@ class WakeService:
                 and self.clock.now_ms() < wake.lease_until_ms)
 
     def _catch_up(self, sub: w.WakeSubscription) -> None:
-        """Raise the links to the streams' tails as they are now, and mark what is pending."""
-        for channel, link in self.store.links(sub.id, sub.incarnation).items():
+        """Raise the links to the streams' tails as they are now, and mark what is pending
+        (the pending streams first, then others, at most ``CATCH_UP_MAX``)."""
+        links = self.store.links(sub.id, sub.incarnation)
+        order = sorted(links, key=lambda c: (c not in sub.pending, c))[:CATCH_UP_MAX]
+        for channel in order:
+            link = links[channel]
             tail = self._tail(channel)
             if tail <= link.tail:
                 continue
