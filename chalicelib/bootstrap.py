@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,14 +52,16 @@ class Services:
     auth: Authenticator | None = None
     # Durable Streams subscriptions, built on first use (the WebSocket functions never use
     # them, and each import is cold-start time: bench/cold_start.py).
-    make_wakes: Any = None
+    make_wakes: Callable[[], WakeService] | None = None
     _wakes: WakeService | None = None
 
     @property
     def wakes(self) -> WakeService:
         if self._wakes is None:
-            self._wakes = self.make_wakes()
-        assert self._wakes is not None
+            with _lock:
+                if self._wakes is None:
+                    assert self.make_wakes is not None, "build() sets make_wakes"
+                    self._wakes = self.make_wakes()
         return self._wakes
 
     def flush_metrics(self) -> None:
@@ -210,7 +213,7 @@ def build_aws(settings: Settings) -> Services:
 
 _services: Services | None = None
 _override: Services | None = None
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def services() -> Services:

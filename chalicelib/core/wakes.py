@@ -67,8 +67,6 @@ LEASE_DEFAULT_MS = 30_000
 BACKOFF_BASE_MS = 1_000
 BACKOFF_MAX_MS = 60_000
 BACKOFF_JITTER = 0.2
-# Receivers reject signatures older than this; keys stay published at least as long.
-SIGNATURE_WINDOW_S = 300
 TOKEN_TTL_S = 24 * 3600
 # Streams one wake lists (the rest of the pending work follows in the next wake).
 SNAPSHOT_MAX = 100
@@ -771,19 +769,6 @@ def signed_payload(timestamp_s: int, body: bytes) -> bytes:
 
 def signature_header(timestamp_s: int, kid: str, signature: bytes) -> str:
     return f"t={timestamp_s},kid={kid},ed25519={_b64(signature)}"
-
-
-_HEADER = re.compile(r"t=(\d+),kid=([^,]+),ed25519=([A-Za-z0-9_-]+)\Z")
-
-
-def parse_signature_header(header: str) -> tuple[int, str, bytes] | None:
-    match = _HEADER.match(header.strip())
-    if not match:
-        return None
-    try:
-        return int(match.group(1)), match.group(2), _unb64(match.group(3))
-    except ValueError:
-        return None
 
 
 def webhook_body(sub: WakeSubscription, wake: Wake, links: Mapping[str, Link],
