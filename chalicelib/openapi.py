@@ -61,6 +61,47 @@ _STREAM_RESPONSES = {
 }
 
 
+_SUBSCRIPTION = {
+    "name": "subscription", "in": "path", "required": True,
+    "description": "Subscription id: 1-128 of [A-Za-z0-9._~@-].",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~@-]{1,128}$"},
+    "example": "agent-runs",
+}
+_SUBSCRIPTION_ERRORS = {
+    "400": _error("Invalid input (code INVALID_REQUEST or WEBHOOK_URL_REJECTED)."),
+    "401": _error("Missing or invalid credentials or wake token (UNAUTHORIZED, "
+                  "TOKEN_INVALID, TOKEN_EXPIRED)."),
+    "403": _error("The credentials do not cover the subscription's streams."),
+    "404": _error("No such subscription (SUBSCRIPTION_NOT_FOUND)."),
+    "500": _error("Server failure (no details are given)."),
+}
+_ACK_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/WakeAck"}}}}
+
+
+def _subscription_post(operation: str, description: str, ok: dict[str, Any],
+                       security: bool = True) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "parameters": [_SUBSCRIPTION],
+        "post": {"operationId": operation, "description": description,
+                 "requestBody": _ACK_BODY if operation != "addSubscriptionStreams" else {
+                     "required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["streams"],
+                         "properties": {"streams": {"type": "array", "items": {
+                             "type": "string"}}}}}}},
+                 "responses": {**ok, "409": _error(
+                     "FENCED (a stale wake), ALREADY_CLAIMED, NO_PENDING_WORK or "
+                     "INVALID_OFFSET."), **_SUBSCRIPTION_ERRORS}},
+    }
+    if operation == "claimWake":
+        item["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["worker"],
+                       "properties": {"worker": {"type": "string"}}}}}}
+    if not security:
+        item["post"]["security"] = [{"wakeToken": []}]
+    return item
+
+
 def _header(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "header", "required": False, "description": description,
             "schema": {"type": "string"}}
@@ -252,12 +293,94 @@ def document() -> dict[str, Any]:
                             "responses": _STREAM_RESPONSES}
                    for method in ("get", "head", "put", "post", "delete")},
             },
+            "/v1/stream/{channel}/{path+}": {
+                "parameters": [_CHANNEL, {
+                    "name": "path+", "in": "path", "required": True,
+                    "description": "More segments of a multi-segment stream path: "
+                                   "/v1/stream/events/a is the channel events:a.",
+                    "schema": {"type": "string", "minLength": 1}}],
+                "description": "The same stream as /v1/stream/{channel} with its segments "
+                               "joined by ':' (docs/durable-streams.md, 'Stream paths').",
+                **{method: {"operationId": f"streamPath{method.title()}",
+                            "parameters": _STREAM_PARAMETERS.get(method, []),
+                            "responses": _STREAM_RESPONSES}
+                   for method in ("get", "head", "put", "post", "delete")},
+            },
+            "/v1/stream/__ds/jwks.json": {"get": {
+                "operationId": "webhookJwks", "security": [],
+                "description": "The public keys (Ed25519, JWK set) that verify webhook "
+                               "signatures.",
+                "responses": {"200": {"description": "The JWK set.", "content": {
+                    "application/jwk-set+json": {"schema": {"type": "object"}}}}}}},
+            "/v1/stream/__ds/subscriptions": {"get": {
+                "operationId": "listSubscriptions",
+                "description": "The subscriptions the caller may administer (a Switchboard "
+                               "addition), 100 per page.",
+                "parameters": [_query("after", "Continue after this subscription id."),
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
+                "responses": {"200": {"description": "A page.", "content": {
+                    "application/json": {"schema": {"type": "object",
+                                                    "required": ["subscriptions", "next"]}}}},
+                    **_SUBSCRIPTION_ERRORS}}},
+            "/v1/stream/__ds/subscriptions/{subscription}": {
+                "parameters": [_SUBSCRIPTION],
+                "description": "Durable Streams subscriptions (webhook, pull-wake): "
+                               "docs/durable-streams.md, 'Subscriptions'.",
+                "put": {"operationId": "putSubscription",
+                        "requestBody": {"required": True, "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubscriptionRequest"}}}},
+                        "responses": {
+                            "200": _json("Subscription", "It exists with this configuration."),
+                            "201": _json("Subscription", "Created."),
+                            "409": _error("It exists with another configuration "
+                                          "(SUBSCRIPTION_ALREADY_EXISTS)."),
+                            **_SUBSCRIPTION_ERRORS}},
+                "get": {"operationId": "getSubscription",
+                        "responses": {"200": _json("Subscription", "The subscription."),
+                                      **_SUBSCRIPTION_ERRORS}},
+                "delete": {"operationId": "deleteSubscription",
+                           "responses": {"204": {"description": "Deleted (or never existed)."},
+                                         **_SUBSCRIPTION_ERRORS}},
+            },
+            "/v1/stream/__ds/subscriptions/{subscription}/streams": _subscription_post(
+                "addSubscriptionStreams", "Link more streams explicitly (at their tail).",
+                {"204": {"description": "Linked."}}),
+            "/v1/stream/__ds/subscriptions/{subscription}/streams/{stream+}": {
+                "parameters": [_SUBSCRIPTION, {
+                    "name": "stream+", "in": "path", "required": True,
+                    "description": "The stream path, URL-encoded or not.",
+                    "schema": {"type": "string", "minLength": 1}}],
+                "delete": {"operationId": "removeSubscriptionStream",
+                           "responses": {"204": {"description": "Unlinked."},
+                                         **_SUBSCRIPTION_ERRORS}},
+            },
+            "/v1/stream/__ds/subscriptions/{subscription}/callback": _subscription_post(
+                "wakeCallback", "A webhook consumer's acks; done ends the wake, else the "
+                "lease is extended. Authorization: Bearer <callback_token>.",
+                {"200": _json("WakeAckResult", "Applied.")}, security=False),
+            "/v1/stream/__ds/subscriptions/{subscription}/claim": _subscription_post(
+                "claimWake", "A pull-wake worker takes the pending work.",
+                {"200": _json("WakeClaim", "Claimed.")}),
+            "/v1/stream/__ds/subscriptions/{subscription}/ack": _subscription_post(
+                "ackWake", "A pull-wake worker's acks (heartbeat without done). "
+                "Authorization: Bearer <claim token>.",
+                {"200": _json("WakeAckResult", "Applied.")}, security=False),
+            "/v1/stream/__ds/subscriptions/{subscription}/release": _subscription_post(
+                "releaseWake", "Give the claimed wake back; a new wake follows if work is "
+                "left. Authorization: Bearer <claim token>.",
+                {"204": {"description": "Released."}}, security=False),
         },
         "components": {
-            "securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "A token from POST /v1/tokens, or (backends) an API key as "
-                               "<key id>:<secret>."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A token from POST /v1/tokens, or (backends) an API key as "
+                                   "<key id>:<secret>."},
+                "wakeToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "The wake's callback_token (webhook) or claim token "
+                                   "(pull-wake)."}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message", "detail"],
@@ -317,6 +440,51 @@ def document() -> dict[str, Any]:
                                 "subscribe", "publish", "history", "admin", "presence",
                                 "*"]}}},
                         "ttl": {"type": "integer", "minimum": 1, "maximum": 86400}}},
+                "SubscriptionRequest": {
+                    "type": "object", "required": ["type"], "additionalProperties": False,
+                    "properties": {
+                        "type": {"enum": ["webhook", "pull-wake"]},
+                        "pattern": {"type": "string", "description": "A glob: * one segment, "
+                                    "** zero or more; the first segment literal."},
+                        "streams": {"type": "array", "items": {"type": "string"}},
+                        "webhook": {"type": "object", "required": ["url"],
+                                    "properties": {"url": {"type": "string"}}},
+                        "wake_stream": {"type": "string"},
+                        "lease_ttl_ms": {"type": "integer", "minimum": 1000,
+                                         "maximum": 600000},
+                        "description": {"type": "string"}}},
+                "Subscription": {
+                    "type": "object", "required": ["id", "type", "streams", "status"],
+                    "properties": {
+                        "id": {"type": "string"}, "subscription_id": {"type": "string"},
+                        "type": {"type": "string"}, "pattern": {"type": ["string", "null"]},
+                        "streams": {"type": "array", "items": {"type": "object"}},
+                        "webhook": {"type": "object"}, "wake_stream": {"type": "string"},
+                        "lease_ttl_ms": {"type": "integer"}, "created_at": {"type": "string"},
+                        "status": {"enum": ["active", "failed"]},
+                        "description": {"type": ["string", "null"]},
+                        "generation": {"type": "integer"}}},
+                "WakeAck": {
+                    "type": "object", "required": ["wake_id", "generation"],
+                    "properties": {
+                        "wake_id": {"type": "string"}, "generation": {"type": "integer"},
+                        "acks": {"type": "array", "items": {
+                            "type": "object", "required": ["stream", "offset"],
+                            "properties": {"stream": {"type": "string"},
+                                           "offset": {"type": "string"}}}},
+                        "done": {"type": "boolean"}}},
+                "WakeAckResult": {
+                    "type": "object", "required": ["ok", "next_wake"],
+                    "properties": {"ok": {"type": "boolean"},
+                                   "next_wake": {"type": "boolean"}}},
+                "WakeClaim": {
+                    "type": "object",
+                    "required": ["wake_id", "generation", "token", "streams", "lease_ttl_ms"],
+                    "properties": {"wake_id": {"type": "string"},
+                                   "generation": {"type": "integer"},
+                                   "token": {"type": "string"},
+                                   "streams": {"type": "array", "items": {"type": "object"}},
+                                   "lease_ttl_ms": {"type": "integer"}}},
                 "Token": {"type": "object",
                           "required": ["token", "client_id", "expires", "capabilities"],
                           "properties": {"token": {"type": "string"},

@@ -44,7 +44,7 @@ def _body(request: Request) -> bytes | None:
 def no_such_route(request: Request) -> Response:
     path = str((request.context or {}).get("path") or "")
     hint = ""
-    if path.startswith(("/v1/channels/", "/v1/stream/")):
+    if path.startswith("/v1/channels/"):
         hint = " Channel names hold no '/': segments are separated by ':' (runs:7f3a)."
     raise NotFoundError(
         f"No such route: {request.method} {path[:200]}.{hint} The API is described at "

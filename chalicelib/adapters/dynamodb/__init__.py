@@ -4,12 +4,14 @@ from .items import TTL_ATTRIBUTE, message_from_item, message_item, table_definit
 from .messages import DynamoMessageStore
 from .presence import DynamoPresenceStore
 from .subscriptions import DynamoSubscriptionStore
+from .wakes import DynamoWakeStore
 
 __all__ = [
     "TTL_ATTRIBUTE",
     "DynamoMessageStore",
     "DynamoPresenceStore",
     "DynamoSubscriptionStore",
+    "DynamoWakeStore",
     "message_from_item",
     "message_item",
     "table_definitions",
