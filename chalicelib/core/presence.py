@@ -17,7 +17,8 @@ the Durable Streams state protocol's change shape::
 
 The application's own log is untouched: its seqs, costs and readers see no presence.
 Members stay while they heartbeat: one that stops (its connection vanished with no
-``$disconnect``) is removed, and its leave logged, once ``MEMBER_TTL_S`` has passed.
+``$disconnect``) is removed, and its leave logged, once its TTL (``presence_ttl_s``, 40 s by
+default) has passed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from .errors import InvalidRequestError, TooLargeError
 PRESENCE_SUFFIX = "@presence"
 MAX_DATA_BYTES = 1024
 MAX_INSTANCE_LENGTH = 128
-# A member that has not been heard from for this long is gone (clients heartbeat well within).
-MEMBER_TTL_S = 40
-HEARTBEAT_S = 15  # what clients are told to heartbeat at
+HEARTBEAT_S = 15  # what clients are told to heartbeat at (a third of a shorter TTL)
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
 
 

@@ -20,7 +20,7 @@ from ..core.errors import (
 )
 from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.offsets import parse_start
-from ..core.presence import HEARTBEAT_S, validate_instance
+from ..core.presence import validate_instance
 from ..services.appends import AppendRequest
 from . import invocation
 from .http import handles_errors, int_param, json_response, parse_json, path_channel
@@ -225,7 +225,7 @@ def put_presence(request: Request, channel: str, instance: str) -> Response:
     else:
         member = svc.presence.heartbeat(principal, channel, instance)
     return json_response({
-        "channel": channel, "member": member.key, "heartbeat_s": HEARTBEAT_S,
+        "channel": channel, "member": member.key, "heartbeat_s": svc.presence.heartbeat_s,
         "expires_in": svc.settings.presence_ttl_s,
     })
 

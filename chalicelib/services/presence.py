@@ -46,6 +46,11 @@ class PresenceService:
         self.clock = clock
         self.metrics = metrics
 
+    @property
+    def heartbeat_s(self) -> int:
+        """How often members are told to heartbeat: 15 s, or a third of a shorter TTL."""
+        return max(1, min(rules.HEARTBEAT_S, self.settings.presence_ttl_s // 3))
+
     # -- members saying so -----------------------------------------------------------------
 
     def enter(

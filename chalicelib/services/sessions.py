@@ -16,7 +16,7 @@ from ..core.channels import ChannelMeta
 from ..core.errors import InternalError, SwitchboardError, TooLargeError, UnavailableError
 from ..core.messages import NewMessage, StoredMessage
 from ..core.offsets import StartRequest, encode
-from ..core.presence import HEARTBEAT_S, member_key, presence_log
+from ..core.presence import member_key, presence_log
 from ..core.subscriptions import Connection, Handover, Subscription, SubscriptionState
 from ..observability import logger
 from ..ports import (
@@ -169,7 +169,7 @@ class SessionService:
             presence.enter(ctx.principal, frame.channel, ctx.connection_id, frame.data,
                            ctx.connection_id, ctx.deadline_ms)
         self._send(ctx, frames.presence_frame(frame.ref, frame.channel, frame.op, key,
-                                              HEARTBEAT_S))
+                                              presence.heartbeat_s))
 
     def _follow_presence(self, ctx: WsContext, frame: frames.Subscribe) -> None:
         """A subscriber that asked for presence: its channel's presence log from now, then
