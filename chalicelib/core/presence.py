@@ -32,7 +32,7 @@ from .errors import InvalidRequestError, TooLargeError
 PRESENCE_SUFFIX = "@presence"
 MAX_DATA_BYTES = 1024
 MAX_INSTANCE_LENGTH = 128
-HEARTBEAT_S = 15  # what clients are told to heartbeat at (a third of a shorter TTL)
+HEARTBEAT_S = 15  # what clients are told to heartbeat at (40 % of a shorter TTL)
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
 
 

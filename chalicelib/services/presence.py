@@ -48,8 +48,9 @@ class PresenceService:
 
     @property
     def heartbeat_s(self) -> int:
-        """How often members are told to heartbeat: 15 s, or a third of a shorter TTL."""
-        return max(1, min(rules.HEARTBEAT_S, self.settings.presence_ttl_s // 3))
+        """How often members are told to heartbeat: 15 s, or 40 % of a shorter TTL (two
+        heartbeats may be lost before a member expires)."""
+        return max(1, min(rules.HEARTBEAT_S, self.settings.presence_ttl_s * 2 // 5))
 
     # -- members saying so -----------------------------------------------------------------
 
