@@ -26,7 +26,6 @@ import httpx
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-
 # API Gateway's inbound WebSocket frame limit (it closes the socket with 1009 above it).
 MAX_INBOUND_FRAME = 32 * 1024
 # The server's batched frames stay under this; byte-stream entries are sliced over this.
@@ -74,6 +73,10 @@ class FakeSwitchboard:
         self._epochs = 0
         # Fault knobs.
         self.drop_live: Callable[[dict[str, Any]], bool] = lambda m: False
+        # Frames to a client that are lost on the way (decided per frame, after encoding).
+        self.drop_sent: Callable[[dict[str, Any]], bool] = lambda f: False
+        # HTTP publishes stored whose answer is then lost (the client sees a network error).
+        self.lose_http_answers = 0
         self.duplicate_live = False
         self.swallow_acks = 0  # this many acks are lost, each followed by a killed socket
         self.answer_pings = True
@@ -223,7 +226,10 @@ class FakeSwitchboard:
         return out
 
     async def send(self, ws: ServerConnection, frame: str) -> None:
-        self.sent_frames.append(json.loads(frame))
+        decoded = json.loads(frame)
+        if self.drop_sent(decoded):
+            return
+        self.sent_frames.append(decoded)
         await ws.send(frame)
 
     async def _fan_out(self, name: str, messages: list[dict[str, Any]]) -> None:
@@ -288,7 +294,8 @@ class FakeSwitchboard:
         except Exception:
             pass
         finally:
-            if ws.close_code == 1009:
+            sent = ws.protocol.close_sent
+            if sent is not None and sent.code == 1009:
                 self.closed_too_big += 1
             self.subs.pop(ws, None)
 
@@ -403,6 +410,9 @@ class FakeSwitchboard:
                     name, [(i["data"], i.get("id"), i.get("token")) for i in items],
                     retry == "true",
                 )
+                if self.lose_http_answers > 0:
+                    self.lose_http_answers -= 1
+                    raise httpx.ReadError("the answer was lost", request=request)
                 return httpx.Response(201, json=acks if isinstance(body, list) else acks[0])
             if parts[:2] == ["v1", "channels"] and len(parts) == 3:
                 name = parts[2]
