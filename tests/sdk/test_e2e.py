@@ -1,4 +1,6 @@
-"""The SDK against a real `switchboard dev`: sockets killed under it while messages flow."""
+"""The SDK against a real `switchboard dev`: sockets killed under it while messages flow, and
+the server's newer wire features (batched frames, paused replays, request tokens, the 32 KB
+frame limit, heads in pongs, byte-stream slices)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from switchboard.client import (
     stream_text,
 )
 from switchboard.client import sync as sync_client
+from tests.support.devserver import running
 
 from .devserver import DevServer
 
@@ -305,3 +308,41 @@ async def test_a_64_kb_byte_stream_entry_arrives_whole_replayed_and_live(
             page = await sb.channel(name).history()
             assert [m.bytes for m in page.messages] == [replayed_payload, live_payload]
             await subscription.aclose()
+
+
+@pytest.fixture(scope="module")
+def short_lambdas() -> Iterator[DevServer]:
+    """A dev server whose functions time out after 3 s: a replay stops after about 2 s
+    (the invocation's deadline less the margin kept to answer) and says where it paused."""
+    with running("--no-auth", "--no-agent",
+                 env={"SWITCHBOARD_DEV_LAMBDA_TIMEOUT_S": "3"}) as server:
+        yield server
+
+
+@pytest.mark.timeout(180)
+async def test_a_replay_paused_at_the_invocation_deadline_continues_unseen(
+    short_lambdas: DevServer,
+) -> None:
+    name = unique("paused")
+    total = 3_000
+    async with Switchboard(short_lambdas.url, options=OPTIONS) as publisher:
+        for first in range(0, total, 100):
+            await publisher.channel(name).publish_many(
+                ({"n": n}, f"m{n}") for n in range(first, first + 100)
+            )
+    options = dataclasses.replace(OPTIONS, batch_frames=False)  # the slower replay
+    async with Switchboard(short_lambdas.url, options=options) as reader:
+        received = []
+        started = time.monotonic()
+        async with reader.channel(name).subscribe(from_="-1") as subscription:
+            async for message in subscription:
+                received.append(message.data["n"])
+                if len(received) == total:
+                    break
+        elapsed = time.monotonic() - started
+        stats = reader.connection_stats
+    print(f"\nreplay of {total} messages with 3 s invocations: {elapsed:.1f} s, "
+          f"{stats.replay_resumes} pauses resumed")
+    assert received == list(range(total))
+    assert stats.replay_resumes >= 1 and stats.reconnects == 0
+    assert subscription.stats.duplicates == 0 and subscription.stats.gaps == 0
