@@ -495,27 +495,29 @@ class Connection:
                 future.set_result(frame)
             return
         if kind == "error" and route is not None:
+            if isinstance(ref, str) and ref != route.subscribe_ref:
+                # About an earlier subscribe, or a publish whose caller stopped waiting:
+                # not about the subscription as it stands.
+                log.debug("ignored a late error frame: %.200r", raw)
+                return
             error = error_from_payload(frame)
             if isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
                 # A later token refresh resubscribes everything on the next socket.
                 asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())
                 return
-            stale = isinstance(ref, str) and ref != route.subscribe_ref
             resume = error.detail.get("offset")
             if (isinstance(error, UnavailableError) and error.detail.get("resume") is True
                     and isinstance(resume, str) and is_offset(resume)):
                 # The server paused a replay to stay within its invocation's time: continue
                 # from where it got to. Unseen by the application.
-                if not stale:
-                    self.stats.replay_resumes += 1
-                    route.confirmed = False
-                    self._spawn_send(self._subscribe_frame(route, resume))
+                self.stats.replay_resumes += 1
+                route.confirmed = False
+                self._spawn_send(self._subscribe_frame(route, resume))
                 return
             if error.retryable:
                 # A subscribe the server could not handle now: again, after a backoff.
-                if not stale:
-                    route.failures += 1
-                    self._resubscribe_later(route, self._delay(route.failures - 1))
+                route.failures += 1
+                self._resubscribe_later(route, self._delay(route.failures - 1))
                 return
             del self._routes[route.channel]
             route.queue.put_nowait(Failure(error))

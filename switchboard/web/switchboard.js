@@ -500,9 +500,10 @@ export class Switchboard {
       else pending.resolve(frame);
       return;
     }
-    if (frame.type === "error" && sub) {
+    // An error with another ref is about an earlier subscribe, or a publish whose caller
+    // stopped waiting: not about the subscription as it stands.
+    if (frame.type === "error" && sub && !(typeof frame.ref === "string" && frame.ref !== sub._subscribeRef)) {
       const error = errorOf(frame);
-      const stale = typeof frame.ref === "string" && frame.ref !== sub._subscribeRef;
       if (error.code === "unauthorized" && this.auth) {
         Promise.resolve().then(() => this.auth()).then(
           (t) => { this.token = t; this._ws?.close(1000, "new token"); },
@@ -513,19 +514,15 @@ export class Switchboard {
       } else if (error.code === "unavailable" && error.detail.resume === true && isOffset(error.detail.offset)) {
         // The server paused a replay to stay within its invocation's time: continue from
         // where it got to, unseen by the app.
-        if (!stale) {
-          this.stats.replayResumes++;
-          sub._live = false;
-          this._sendSubscribe(sub, error.detail.offset);
-        }
+        this.stats.replayResumes++;
+        sub._live = false;
+        this._sendSubscribe(sub, error.detail.offset);
       } else if (error.retryable) {
         // A subscribe the server could not handle now: again, after a backoff.
-        if (!stale) {
-          const ws = this._ws;
-          setTimeout(() => {
-            if (this._ws === ws && this._routes.get(sub.channel) === sub) this._sendSubscribe(sub);
-          }, jitter(sub._failures++, this.options));
-        }
+        const ws = this._ws;
+        setTimeout(() => {
+          if (this._ws === ws && this._routes.get(sub.channel) === sub) this._sendSubscribe(sub);
+        }, jitter(sub._failures++, this.options));
       } else {
         this._routes.delete(sub.channel);
         sub._push({ kind: "error", error });

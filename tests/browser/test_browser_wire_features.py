@@ -1,7 +1,8 @@
 """switchboard.js in headless Chromium against a real `switchboard dev`: the server's newer
 frames. A backlog in batched `messages` frames, a publish over API Gateway's 32 KB frame limit
-(sent over HTTP, the socket kept), and a 64 KB entry of a Durable Streams byte stream joined
-from its slices into `message.bytes`.
+(sent over HTTP, the socket kept), a 64 KB entry of a Durable Streams byte stream joined from
+its slices into `message.bytes`, a lost last message found by a head check, and a replay
+paused at the invocation's deadline (a dev server with 3 s Lambda timeouts) continued.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from switchboard.client.sync import Switchboard as SyncSwitchboard
 from tests.browser.chromium import launch, require_chromium
 from tests.sdk.devserver import DevServer, run_dev_server
+from tests.support.devserver import running
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -31,10 +34,17 @@ FOLLOW = """async ([channel, options]) => {
   const { Switchboard } = await import("/web/switchboard.js");
   const sb = new Switchboard(location.origin, { backoffInitial: 50, backoffMax: 400, ...options });
   window.frames_ = {};
+  window.lose = null; // a predicate: messages the "fan-out" gives up on
   const dispatch = sb._dispatch.bind(sb);
   sb._dispatch = (raw) => {
-    const type = JSON.parse(raw).type;
-    window.frames_[type] = (window.frames_[type] || 0) + 1;
+    const frame = JSON.parse(raw);
+    window.frames_[frame.type] = (window.frames_[frame.type] || 0) + 1;
+    if (window.lose && frame.type === "message" && window.lose(frame)) return;
+    if (window.lose && frame.type === "messages") {
+      frame.messages = frame.messages.filter((m) => !window.lose(m));
+      dispatch(JSON.stringify(frame));
+      return;
+    }
     dispatch(raw);
   };
   window.got = [];
@@ -53,8 +63,9 @@ def dev_server() -> Iterator[DevServer]:
         yield server
 
 
-@pytest.fixture
-def page(dev_server: DevServer) -> Iterator[Any]:
+@contextmanager
+def open_page(url: str) -> Iterator[Any]:
+    """The test page at ``url``'s origin in headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     html = PAGE.read_text()
@@ -62,13 +73,19 @@ def page(dev_server: DevServer) -> Iterator[Any]:
         browser = launch(pw, "--disable-features=LocalNetworkAccessChecks")
         try:
             tab = browser.new_page()
-            tab.route(f"{dev_server.url}/test/page*", lambda route: route.fulfill(
+            tab.route(f"{url}/test/page*", lambda route: route.fulfill(
                 status=200, content_type="text/html", body=html))
-            tab.goto(f"{dev_server.url}/test/page")
+            tab.goto(f"{url}/test/page")
             tab.wait_for_function("window.ready === true")
             yield tab
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(dev_server: DevServer) -> Iterator[Any]:
+    with open_page(dev_server.url) as tab:
+        yield tab
 
 
 def wait_until(page: Any, expression: str, timeout: float = 30.0) -> Any:
@@ -90,7 +107,8 @@ def test_a_backlog_arrives_in_batched_frames_delivered_one_by_one(
     assert page.evaluate("window.failure") is None
     assert got == list(range(1000))
     # A thousand ~200-byte messages in frames under 32 KB: a handful of frames.
-    assert frames.get("messages", 0) >= 1 and frames.get("message", 0) + frames["messages"] < 50, frames
+    assert frames.get("messages", 0) >= 1, frames
+    assert frames.get("message", 0) + frames["messages"] < 50, frames
     # A live publish after the backlog arrives too, exactly once.
     with SyncSwitchboard(dev_server.url) as sb:
         sb.channel(channel).publish({"n": 1000})
@@ -162,3 +180,48 @@ def test_a_64_kb_byte_stream_entry_is_joined_from_its_slices(
       return page.messages.map((m) => Array.from(m.bytes ?? []).length);
     }""", channel)
     assert history == [5, 64 * 1024]
+
+
+def test_an_idle_page_fetches_a_lost_last_message_after_a_head_check(
+    dev_server: DevServer, page: Any
+) -> None:
+    """The loss is simulated where it shows (the frame never reaches the module); the ping
+    with channels, the pong's heads and the history read are the real ones."""
+    channel = f"webidle:{uuid.uuid4().hex[:10]}"
+    page.evaluate(FOLLOW, [channel, {"idleCheck": 1000}])
+    page.evaluate("() => { window.lose = (f) => f.data && f.data.n === 3; }")
+    wait_until(page, "window.sub2._live === true")
+    with SyncSwitchboard(dev_server.url) as sb:
+        for n in (1, 2, 3):
+            sb.channel(channel).publish({"n": n})
+    got = wait_until(page, "window.got.length >= 3 && window.got.map((m) => m.data.n)", 15)
+    assert got == [1, 2, 3]
+    assert page.evaluate("window.sub2.stats.tailGaps") == 1
+    assert page.evaluate("window.sb2.stats.headChecks") >= 1
+
+
+@pytest.fixture(scope="module")
+def short_lambdas() -> Iterator[DevServer]:
+    """Functions time out after 3 s: a replay stops after about 2 s and says where."""
+    with running("--no-auth", "--no-agent", env={
+        "SWITCHBOARD_ALLOWED_ORIGINS": '["*"]', "SWITCHBOARD_DEV_LAMBDA_TIMEOUT_S": "3",
+    }) as server:
+        yield server
+
+
+@pytest.mark.timeout(180)
+def test_a_paused_replay_continues_unseen_by_the_page(short_lambdas: DevServer) -> None:
+    channel = f"webpaused:{uuid.uuid4().hex[:10]}"
+    total = 3_000
+    with SyncSwitchboard(short_lambdas.url) as sb:
+        for first in range(0, total, 100):
+            sb.channel(channel).publish_many(
+                ({"n": n}, f"n{n}") for n in range(first, first + 100))
+    with open_page(short_lambdas.url) as tab:
+        tab.evaluate(FOLLOW, [channel, {"batch": False}])
+        wait_until(tab, f"window.got.length >= {total} || window.failure", timeout=120)
+        assert tab.evaluate("window.failure") is None
+        assert tab.evaluate("window.got.map((m) => m.data.n)") == list(range(total))
+        stats = tab.evaluate("({...window.sb2.stats, ...window.sub2.stats})")
+    assert stats["replayResumes"] >= 1 and stats["reconnects"] == 0, stats
+    assert stats["duplicates"] == 0 and stats["gaps"] == 0, stats

@@ -269,6 +269,9 @@ async def test_an_idle_subscriber_fetches_a_lost_last_message_after_a_head_check
             frame = json.loads(raw)
             if frame.get("type") == "message" and frame.get("data") == {"n": 3}:
                 return
+            if frame.get("type") == "messages":  # 2 and 3 may share a frame
+                frame["messages"] = [m for m in frame["messages"] if m["data"] != {"n": 3}]
+                raw = json.dumps(frame)
             dispatch(raw)
 
         reader.connection._dispatch = losing_the_third  # type: ignore[method-assign]

@@ -321,3 +321,23 @@ async def test_live_slices_are_joined_and_a_lost_slice_is_read_from_history(
     entry, after = await take(sub, 2)
     assert entry.bytes == second and after.data == "next"
     assert sub.stats.gaps == 1
+
+
+async def test_a_late_error_about_another_request_leaves_the_subscription_alone(
+    make_client: Make, fake: FakeSwitchboard
+) -> None:
+    """An error frame that names the channel but the ref of something else (a publish whose
+    caller stopped waiting, an earlier subscribe) is not about the subscription."""
+    sb = make_client()
+    ch = sb.channel("late:a")
+    sub = ch.subscribe(from_="-1")
+    await ch.publish(1)
+    assert [m.data for m in await take(sub, 1)] == [1]
+    for code in ("too_large", "rate_limited", "unavailable"):
+        sb.connection._dispatch(json.dumps({
+            "type": "error", "ref": "c424242", "channel": "late:a", "code": code,
+            "message": "about a publish nobody waits for", "detail": {},
+        }))
+    await ch.publish(2)
+    assert [m.data for m in await take(sub, 1)] == [2]
+    assert [f["from"] for f in fake.ws_frames if f.get("action") == "subscribe"] == ["-1"]
