@@ -365,7 +365,10 @@ export class Switchboard {
       let lastRx = Date.now();
       let timer = null;
       const rotateAt = Date.now() + this.options.maxConnectionAge * (0.9 + Math.random() * 0.1);
+      let finished = false;
       const finish = () => {
+        if (finished) return; // once per socket (a failed ping and onclose may both call it)
+        finished = true;
         clearTimeout(timer);
         if (this._ws === ws) this._ws = null;
         if (open) {
