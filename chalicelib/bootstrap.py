@@ -18,6 +18,7 @@ from .ports import (
     Clock,
     ConnectionSender,
     KeyRing,
+    LeaseStore,
     MessageStore,
     Metrics,
     SubscriptionStore,
@@ -26,6 +27,7 @@ from .services.appends import Appender
 from .services.channels import ChannelService
 from .services.credentials import Authenticator
 from .services.fanout import FanoutService
+from .services.limits import Limiter
 from .services.sessions import SessionService
 from .services.streams import StreamService
 from .settings import Settings, get_settings
@@ -40,6 +42,7 @@ class Services:
     sessions: SessionService
     fanout: FanoutService
     metrics: Metrics
+    limiter: Limiter
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
 
@@ -58,15 +61,26 @@ def build(
     metrics: Metrics = NO_METRICS,
     rng: random.Random | None = None,
     keys: KeyRing | None = None,
+    leases: LeaseStore | None = None,
 ) -> Services:
+    """The services over the given adapters. ``leases`` defaults to ``store`` when it keeps
+    leases too (MemoryStore does)."""
     rng = rng or random.Random()
+    if leases is None:
+        if not isinstance(store, LeaseStore):
+            raise TypeError("build() needs a LeaseStore: pass leases=, or a store that is one")
+        leases = store
+    limiter = Limiter(leases, settings, clock, rng)
     channels = ChannelService(store, settings, clock, rng, metrics)
     appender = Appender(channels, settings, clock, rng, metrics)
-    sessions = SessionService(channels, appender, subscriptions, sender, settings, clock, metrics)
+    sessions = SessionService(
+        channels, appender, subscriptions, sender, settings, clock, metrics, limiter
+    )
     auth = None
     if settings.auth_enabled:
         auth = Authenticator(
-            keys or key_ring(settings), clock, settings.token_leeway_s, settings.token_max_ttl_s
+            keys or key_ring(settings), clock, settings.token_leeway_s,
+            settings.token_max_ttl_s, settings.token_audience,
         )
     return Services(
         settings=settings,
@@ -76,6 +90,7 @@ def build(
         sessions=sessions,
         fanout=FanoutService(sessions, settings, clock, rng, metrics),
         metrics=metrics,
+        limiter=limiter,
         auth=auth,
     )
 
@@ -110,7 +125,7 @@ def build_aws(settings: Settings) -> Services:
 
     from .adapters.apigateway import ApiGatewaySender
     from .adapters.clock import SystemClock
-    from .adapters.dynamodb import DynamoMessageStore, DynamoSubscriptionStore
+    from .adapters.dynamodb import DynamoLeaseStore, DynamoMessageStore, DynamoSubscriptionStore
     from .adapters.metrics import PowertoolsMetrics
 
     session = boto3.session.Session()
@@ -128,7 +143,11 @@ def build_aws(settings: Settings) -> Services:
     sender = ApiGatewaySender(
         session, settings.region, max_pool_connections=settings.fanout_concurrency * 2
     )
-    return build(settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics())
+    leases = DynamoLeaseStore(client, settings.channels_table)
+    return build(
+        settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics(),
+        leases=leases,
+    )
 
 
 _services: Services | None = None

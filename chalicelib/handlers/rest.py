@@ -14,28 +14,25 @@ from ..core.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
-    TooLargeError,
     UnauthorizedError,
 )
 from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.offsets import parse_start
 from ..services.appends import AppendRequest
 from . import invocation
-from .http import handles_errors, int_param, json_response, parse_json, path_channel
+from .http import (
+    handles_errors,
+    int_param,
+    json_response,
+    parse_json,
+    path_channel,
+    request_body,
+)
 from .principals import http_principal
 
 
 def _body(request: Request) -> bytes | None:
-    raw = request.raw_body
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8")
-    limit = services().settings.max_request_bytes
-    if raw and len(raw) > limit:
-        raise TooLargeError(
-            f"The request body is {len(raw)} bytes; the limit is {limit}.",
-            {"size": len(raw), "max_bytes": limit},
-        )
-    return raw
+    return request_body(request, services().settings.max_request_bytes) or None
 
 
 @handles_errors

@@ -54,8 +54,8 @@ def now(h: Harness) -> int:
 
 
 def claims(h: Harness, **overrides: Any) -> dict[str, Any]:
-    base = {"iss": "switchboard", "sub": "alice", "iat": now(h), "nbf": now(h),
-            "exp": now(h) + 600, "caps": {CHANNEL: ALL_OPS}}
+    base = {"iss": "switchboard", "aud": "switchboard", "sub": "alice", "iat": now(h),
+            "nbf": now(h), "exp": now(h) + 600, "caps": {CHANNEL: ALL_OPS}}
     return {**base, **overrides}
 
 
@@ -85,6 +85,10 @@ HOSTILE: list[Hostile] = [
     ("expired", lambda h, op: sign(claims(h, iat=now(h) - 7200, nbf=now(h) - 7200,
                                           exp=now(h) - 100)), {"unauthorized"}),
     ("not yet valid", lambda h, op: sign(claims(h, nbf=now(h) + 3600)), {"unauthorized"}),
+    ("another audience", lambda h, op: sign(claims(h, aud="another-service")),
+     {"unauthorized"}),
+    ("no audience", lambda h, op: sign({k: v for k, v in claims(h).items() if k != "aud"}),
+     {"unauthorized"}),
     ("wrong channel", lambda h, op: sign(claims(h, caps={"runs:2": ALL_OPS})), {"forbidden"}),
     ("wrong operation", lambda h, op: sign(claims(h, caps={CHANNEL: [o for o in ALL_OPS
                                                                       if o != op]})),
