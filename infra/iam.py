@@ -10,10 +10,11 @@ One table of grants feeds two outputs:
 
 Where the actions come from (chalicelib/adapters/dynamodb/, read per call):
 
-- channels:    GetItem (get_channel, first read of a subscribe), PutItem (create_channel, the
-               id claims inside ``append``'s transaction), UpdateItem (the head, in the same
-               transaction), DeleteItem (delete_channel), BatchGetItem (find_ids),
-               ConditionCheckItem (go_live's transaction);
+- channels:    GetItem (get_channel, fork bookkeeping, leases), PutItem (create_channel, the
+               id claims inside ``append``'s transaction, leases), UpdateItem (Durable Streams
+               state, fork bookkeeping, leases), DeleteItem (delete_channel), BatchGetItem
+               (find_ids), ConditionCheckItem (create_fork and the soft delete check the
+               source and its fork bookkeeping without writing them);
 - messages:    PutItem (``append``'s transaction), Query (read, first_retained), GetItem
                (first_retained's binary search over expired items);
 - connections: PutItem (put_connection, subscribe), UpdateItem (subscribe, unsubscribe, go_live),
@@ -45,7 +46,8 @@ SECRET_LOGICAL_ID = "ApiKeysSecret"
 
 # What ChannelService does against the store: every function that publishes or reads.
 _CHANNEL_SERVICE = {
-    CHANNELS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"),
+    CHANNELS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
+               "ConditionCheckItem"),
     MESSAGES: ("GetItem", "PutItem", "Query"),
 }
 
@@ -90,15 +92,17 @@ FUNCTIONS: dict[str, Grants] = {
     ),
     # $default: publish, subscribe (replay, go live), unsubscribe, replies to the sender;
     # a Gone reply deletes the connection (GetItem + BatchWriteItem).
+    # Every frame re-checks that the key behind the connection is not revoked (the key
+    # document, cached for at most a minute).
     "websocket_message": Grants(
         tables=_merge(
             _CHANNEL_SERVICE,
             {
-                CHANNELS: ("ConditionCheckItem",),
                 CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"),
             },
         ),
         post_to_connections=True,
+        read_api_keys=True,
     ),
     "websocket_disconnect": Grants(tables={CONNECTIONS: ("GetItem", "BatchWriteItem")}),
     # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets.
