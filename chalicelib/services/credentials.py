@@ -95,6 +95,11 @@ class Authenticator:
                 "The API key behind this connection's token has been revoked (or removed): "
                 "get a token issued with a valid key and reconnect."
             )
+        if not key.capabilities.covers(principal.capabilities):
+            raise UnauthorizedError(
+                "The API key behind this connection's token no longer allows what the token "
+                "claims: get a new token and reconnect."
+            )
 
     def from_token(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_CHARS:
