@@ -33,7 +33,8 @@ P = ParamSpec("P")
 # The media types API Gateway passes as binary: Chalice's defaults (app.py keeps them).
 BINARY_TYPES = APIGateway().binary_types
 # What each method needs (docs/auth.md): reads are `history`, appends `publish`, the rest
-# `admin`.
+# `admin` (a PUT with an initial body also `publish`; a fork also `history` on every stream
+# it inherits: services/forks.py).
 _OPERATIONS = {"GET": HISTORY, "HEAD": HISTORY, "POST": PUBLISH, "PUT": ADMIN, "DELETE": ADMIN}
 
 
@@ -119,6 +120,10 @@ def create(
 ) -> Response:
     headers = request.headers
     streams = _streams()
+    body = _raw_body(request)
+    if body and principal is not None:
+        # An initial body is appended: creating needs `admin`, writing it `publish` too.
+        principal.require(channel, PUBLISH, streams.clock.now_ms() / 1000)
     ttl_s, expires_at = protocol.parse_lifetime(
         headers.get("stream-ttl"), headers.get("stream-expires-at"), streams.clock.now_ms()
     )
@@ -129,7 +134,7 @@ def create(
             ttl_s=ttl_s,
             expires_at=expires_at,
             close=protocol.parse_flag(headers.get("stream-closed"), headers_.STREAM_CLOSED),
-            body=_raw_body(request),
+            body=body,
             forked_from=headers.get("stream-forked-from"),
             fork_offset=headers.get("stream-fork-offset"),
             fork_sub_offset=headers.get("stream-fork-sub-offset"),
