@@ -52,7 +52,9 @@ def _binary_as_api_gateway_does(*_: Any) -> bool:
 
 RestAPIEventHandler._validate_binary_response = _binary_as_api_gateway_does  # type: ignore[method-assign,assignment]
 
-app = _Chalice(app_name="switchboard")
+# configure_logs=False: Chalice would add its own stdout handler to the logger named after the
+# app, which is also the Powertools logger's name: every line would print twice on Lambda.
+app = _Chalice(app_name="switchboard", configure_logs=False)
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 STREAM_CONTENT_TYPES = ["*/*"]
@@ -62,6 +64,15 @@ STREAM_CORS = CORSConfig(
     allow_origin="*",
     allow_headers=list(stream_headers.REQUEST_HEADERS),
     expose_headers=list(stream_headers.RESPONSE_HEADERS),
+    max_age=86400,
+)
+
+
+# Browsers call the JSON API cross-origin too (history, channel info, gap fills, publishes).
+# Bearer tokens travel in a header, never in cookies, so any origin may read the answers.
+API_CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["Content-Type", "Authorization", "X-Switchboard-Retry"],
     max_age=86400,
 )
 
@@ -76,49 +87,58 @@ def invocation(event: Any, get_response: Any) -> Any:
     return observed(get_response, event, context, rest=is_rest)
 
 
-@app.route("/v1/health", methods=["GET"])
+@app.route("/v1/health", methods=["GET"], cors=API_CORS)
 def health() -> Response:
     from chalicelib.handlers import rest
     return rest.health()
 
 
-@app.route("/v1/openapi.json", methods=["GET"])
+@app.route("/v1/openapi.json", methods=["GET"], cors=API_CORS)
 def openapi() -> Response:
     from chalicelib.handlers import rest
     return rest.openapi()
 
 
-@app.route("/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/tokens", methods=["POST"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def issue_token() -> Response:
     from chalicelib.handlers import rest
     return rest.issue_token(app.current_request)
 
 
-@app.route("/v1/channels/{channel}", methods=["GET"])
+@app.route("/v1/channels/{channel}", methods=["GET"], cors=API_CORS)
 def get_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.get_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/channels/{channel}", methods=["PUT"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def put_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.put_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}", methods=["DELETE"])
+@app.route("/v1/channels/{channel}", methods=["DELETE"], cors=API_CORS)
 def delete_channel(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.delete_channel(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}/messages", methods=["GET"])
+@app.route("/v1/channels/{channel}/messages", methods=["GET"], cors=API_CORS)
 def get_messages(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.get_messages(app.current_request, channel)
 
 
-@app.route("/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES)
+@app.route(
+    "/v1/channels/{channel}/messages", methods=["POST"], content_types=STREAM_CONTENT_TYPES,
+    cors=API_CORS,
+)
 def post_messages(channel: str) -> Response:
     from chalicelib.handlers import rest
     return rest.post_messages(app.current_request, channel)

@@ -114,6 +114,9 @@ class Options:
     budget_s: float | None = None  # stop taking new publishes after this (joiners still join)
     scenario_timeout_s: float = 300.0  # a safety net; a scenario never waits longer
     seed: int = 12
+    # Subscribers ask for batched frames ({"type": "messages"}), as the SDKs do; False: one
+    # message per frame, as a v0 client gets (its replay of a backlog is slower).
+    batch: bool = True
 
 
 @dataclass
@@ -372,6 +375,11 @@ class Socket:
                 if frame.get("type") == "message":
                     if self.on_message is not None:
                         self.on_message(frame)
+                    continue
+                if frame.get("type") == "messages" and isinstance(frame.get("messages"), list):
+                    if self.on_message is not None:
+                        for message in frame["messages"]:
+                            self.on_message({"type": "message", **message})
                     continue
                 future = self.replies.pop(str(frame.get("ref")), None)
                 if future is not None and not future.done():
@@ -672,7 +680,8 @@ class WsReader(Reader):
                 assert self.socket is not None
                 self.sub_ref = self.socket.new_ref()  # a late error frame carries it too
                 reply = await self.socket.request(
-                    {"action": "subscribe", "channel": self.channel, "from": from_},
+                    {"action": "subscribe", "channel": self.channel, "from": from_,
+                     "batch": self.options.batch},
                     self.options.request_timeout_s,
                     self.sub_ref,
                 )
@@ -1494,6 +1503,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds of publishing per scenario before it stops short of --messages (0: no limit)",
     )
     add(
+        "--frames",
+        choices=("batched", "single"),
+        default="batched",
+        help="subscribers ask for batched frames, as the SDKs do (default), or get one "
+        "message per frame, as a v0 client does",
+    )
+    add(
         "--ids",
         choices=("with", "without", "both"),
         default="with",
@@ -1567,6 +1583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_connection=args.per_connection,
         seed=args.seed,
         budget_s=args.budget or None,
+        batch=args.frames == "batched",
     )
     started = time.monotonic()
 

@@ -254,7 +254,11 @@ class SubscriptionStore(Protocol):
         subscriptions on other channels.
         """
 
-    def unsubscribe(self, channel: str, connection_id: str) -> bool: ...
+    def unsubscribe(
+        self, channel: str, connection_id: str, received_ms: int | None = None
+    ) -> bool:
+        """Remove the subscription; with ``received_ms``, only one subscribed no later than
+        that (a subscribe sent after an unsubscribe may be handled first)."""
 
     def note_missed(self, subscription: Subscription, seq: int) -> bool:
         """While it replays, record that the fan-out held back messages up to ``seq`` (the
@@ -286,6 +290,9 @@ class LeaseStore(Protocol):
 class ConnectionSender(Protocol):
     def send(self, endpoint: str, connection_id: str, data: str) -> None:
         """Post one frame; raise ConnectionGoneError, SendThrottledError or SendFailedError."""
+
+    def close(self, endpoint: str, connection_id: str) -> None:
+        """Close the socket (its client reconnects); ConnectionGoneError if it is gone."""
 
 
 class Clock(Protocol):

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # How long a caught-up SSE request waits for new data before it closes (the client
     # reconnects from the last control event).
     sse_hold_s: float = Field(1.0, ge=0, le=25)
+    # How long every SSE response lasts at least (unless the stream closes or time is up):
+    # clients take connections that end within a second for a buffering proxy.
+    sse_min_s: float = Field(1.5, ge=0, le=25)
     # How long a subscribe may replay (when the caller gives no deadline) before it pauses
     # and tells the client where to continue.
     replay_budget_s: float = Field(20.0, gt=0, le=600)

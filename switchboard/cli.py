@@ -23,21 +23,40 @@ if TYPE_CHECKING:  # imported lazily so `switchboard dev` starts without the cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
-        prog="switchboard", description="Durable, addressable pub/sub channels."
+        prog="switchboard", description="Durable, addressable pub/sub channels.",
+        epilog="Client commands read SWITCHBOARD_URL, SWITCHBOARD_API_KEY (or "
+               "SWITCHBOARD_TOKEN) and SWITCHBOARD_WS_URL. `switchboard COMMAND --help` "
+               "describes a command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    dev = commands.add_parser("dev", help="run Switchboard locally over emulated AWS")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    dev.add_argument("--stream-poll-ms", type=int, default=50)
+    dev = commands.add_parser(
+        "dev", help="run Switchboard locally over emulated AWS",
+        description="Run Switchboard on this machine: the real Lambda handlers behind an "
+                    "emulated API Gateway (REST and WebSocket on one port) over emulated "
+                    "DynamoDB and DynamoDB Streams (moto), the agent console at / and the "
+                    "example agent. Prints the URL and this run's API key once it is ready; "
+                    "Ctrl-C stops everything. Nothing is kept between runs.",
+    )
+    dev.add_argument("--host", default="127.0.0.1",
+                     help="interface to listen on (default: %(default)s, this machine only)")
+    dev.add_argument("--port", type=int, default=8765,
+                     help="port for REST, WebSocket (/ws) and the console "
+                          "(default: %(default)s; 0 picks a free port)")
+    dev.add_argument("--stream-poll-ms", type=int, default=50, metavar="MS",
+                     help="how often the stream pump polls DynamoDB Streams when idle "
+                          "(default: %(default)s; AWS Lambda polls about every 250)")
     dev.add_argument(
         "--agent", action=argparse.BooleanOptionalAction, default=True,
         help="also run the example agent behind the console at / (default: on)",
     )
     dev.add_argument(
         "--no-auth", dest="auth", action="store_false",
-        help="turn authentication off (anyone who reaches the port can do anything)",
+        help="turn authentication off (anyone who reaches the port can do anything; "
+             "default: on, with a fresh API key printed at start)",
     )
     dev.add_argument(
         "--lenient", action="store_true",
@@ -84,17 +103,34 @@ def add_commands(commands: Any) -> None:
         default=os.environ.get("SWITCHBOARD_TOKEN"),
         help="a token, or an API key '<key id>:<secret>' (env SWITCHBOARD_TOKEN)",
     )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("SWITCHBOARD_API_KEY"),
+        metavar="KEY",
+        help="an API key '<key id>:<secret>', e.g. the one `switchboard dev` prints "
+             "(env SWITCHBOARD_API_KEY; --token wins when both are given)",
+    )
 
-    p = commands.add_parser("publish", parents=[common], help="publish one message")
-    p.add_argument("channel")
-    p.add_argument("data", help="JSON value; anything that is not JSON is sent as a string")
+    p = commands.add_parser(
+        "publish", parents=[common], help="publish one message",
+        description="Publish one message. DATA is JSON: '{\"type\": \"steer\"}', 42, "
+                    "'\"text\"'. Other text is sent as a JSON string (with a note on "
+                    "stderr), except text that looks like broken JSON ({... or [...), which "
+                    "is refused; --text sends DATA as a string, as it is.",
+    )
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
+    p.add_argument("data", metavar="DATA", help="a JSON value (or text, with --text)")
+    p.add_argument("--text", action="store_true",
+                   help="send DATA as a plain string, even if it parses as JSON")
     p.add_argument("--id", help="idempotency key (default: a random one, reused on retries)")
 
     p = commands.add_parser(
         "tail", parents=[common], help="follow a channel live, resuming across reconnects"
     )
-    p.add_argument("channel")
-    p.add_argument("--from", dest="from_", default="now", help="'now' (default), '-1' or an offset")
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
+    p.add_argument("--from", dest="from_", default="now", metavar="OFFSET",
+                   help="'now' (default: only new messages), '-1' (from the beginning) or "
+                        "an offset a message carried")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="fmt", action="store_const", const="json",
                      help="one JSON message per line (default when stdout is not a terminal)")
@@ -105,8 +141,9 @@ def add_commands(commands: Any) -> None:
     p = commands.add_parser(
         "history", parents=[common], help="export stored messages as JSON lines"
     )
-    p.add_argument("channel")
-    p.add_argument("--from", dest="from_", default="-1", help="'-1' (default) or an offset")
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
+    p.add_argument("--from", dest="from_", default="-1", metavar="OFFSET",
+                   help="'-1' (default: from the beginning) or an offset a message carried")
     p.add_argument("--limit", type=int, help="stop after this many messages (default: all)")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_const", const=True,
@@ -114,14 +151,14 @@ def add_commands(commands: Any) -> None:
     progress.add_argument("--no-progress", dest="progress", action="store_const", const=False)
 
     p = commands.add_parser("info", parents=[common], help="show a channel's metadata")
-    p.add_argument("channel")
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
 
     p = commands.add_parser("create", parents=[common], help="create a channel")
-    p.add_argument("channel")
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
     p.add_argument("--retention", type=int, help="seconds messages are kept")
 
     p = commands.add_parser("delete", parents=[common], help="delete a channel and its log")
-    p.add_argument("channel")
+    p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
 
 
 COMMANDS = ("publish", "tail", "history", "info", "create", "delete")
@@ -137,23 +174,36 @@ def run_client(args: argparse.Namespace) -> int:
         "delete": _delete,
     }[args.command]
 
-    from .client import Options, Switchboard, SwitchboardError
+    from .client import NotFoundError, Options, Switchboard, SwitchboardError
+    from .client._env import split_credential
+
+    if args.command == "publish":
+        try:
+            args.value = publish_data(args.data, args.text)
+        except UsageError as error:
+            _fail(f"invalid_request: {error}")
+            return EXIT_ERROR
 
     async def main() -> None:
         # A CLI should fail fast when the server is down, not retry for a minute.
         options = Options(publish_deadline=15.0, http_attempts=3)
         # An API key (id:secret, not a JWT) never goes in a WebSocket URL: the client mints
         # itself tokens with it instead.
-        token = args.token
-        is_key = token is not None and ":" in token and token.count(".") != 2
+        given = split_credential(args.token or args.api_key)
         async with Switchboard(
-            args.url, None if is_key else token, api_key=token if is_key else None,
+            args.url, given.token, api_key=given.api_key,
             client_id="cli", ws_url=args.ws_url, options=options,
         ) as client:
             await handler(client, args)
 
     try:
         asyncio.run(main())
+    except NotFoundError as error:
+        channel = error.detail.get("channel", getattr(args, "channel", ""))
+        _fail(f"{error.code}: Channel {channel!r} does not exist. Create it with "
+              f"`switchboard create {channel}`, or publish to it with "
+              f"`switchboard publish {channel} DATA`.")
+        return EXIT_ERROR
     except SwitchboardError as error:
         _fail(f"{error.code}: {error.message}")
         return EXIT_ERROR
@@ -178,6 +228,10 @@ def _emit(obj: Any, stream: TextIO = sys.stdout) -> None:
     stream.flush()
 
 
+class UsageError(Exception):
+    """The command line asks for something that cannot be done; the message says why."""
+
+
 def parse_data(text: str) -> Any:
     """DATA is JSON when it parses as JSON, else the plain string itself."""
     try:
@@ -186,10 +240,34 @@ def parse_data(text: str) -> Any:
         return text
 
 
+def publish_data(text: str, as_text: bool) -> tuple[Any, str | None]:
+    """What ``switchboard publish`` sends for DATA, and a note for stderr if any.
+
+    With ``--text`` the string itself; else its JSON value. Text that is not JSON is sent as
+    a string, with a note saying so; text that looks like an object or array but does not
+    parse is refused, since it was almost certainly meant as JSON (``{'a': 1}``).
+    """
+    if as_text:
+        return text, None
+    try:
+        return json.loads(text), None
+    except ValueError as error:
+        reason = str(error)
+    if text.lstrip().startswith(("{", "[")):
+        raise UsageError(
+            f"DATA is not valid JSON ({reason}): {text[:60]!r}. JSON needs double quotes, "
+            "e.g. '{\"a\": 1}'; to send the text as a string, add --text."
+        )
+    note = (f"switchboard: note: DATA is not JSON, so it was sent as the JSON string "
+            f"{json.dumps(text, ensure_ascii=False)[:80]} (--text says so and skips this note)")
+    return text, note
+
+
 async def _publish(client: Switchboard, args: argparse.Namespace) -> None:
-    ack = await client.http.publish(
-        args.channel, parse_data(args.data), args.id or uuid.uuid4().hex
-    )
+    value, note = args.value
+    ack = await client.http.publish(args.channel, value, args.id or uuid.uuid4().hex)
+    if note is not None:
+        print(note, file=sys.stderr)
     _emit({"channel": ack.channel, "seq": ack.seq, "offset": ack.offset,
            "duplicate": ack.duplicate})
 

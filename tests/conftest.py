@@ -22,7 +22,10 @@ os.environ.update(
         "POWERTOOLS_DEV": "false",
     }
 )
-for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+# The SDK and the CLI read these: credentials a developer exported for their own
+# `make dev` must not leak into the test servers (tests pass what they mean explicitly).
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "SWITCHBOARD_URL", "SWITCHBOARD_WS_URL",
+             "SWITCHBOARD_TOKEN", "SWITCHBOARD_API_KEY"):
     os.environ.pop(_var, None)
 
 

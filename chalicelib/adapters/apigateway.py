@@ -66,3 +66,14 @@ class ApiGatewaySender:
             raise SendFailedError(f"{code} ({status})") from None
         except Exception as error:  # connection reset, timeout: worth a retry
             raise SendFailedError(type(error).__name__) from None
+
+    def close(self, endpoint: str, connection_id: str) -> None:
+        client = self._client(endpoint)
+        try:
+            client.delete_connection(ConnectionId=connection_id)
+        except client.exceptions.GoneException:
+            raise ConnectionGoneError(connection_id) from None
+        except ClientError as error:
+            raise SendFailedError(error.response.get("Error", {}).get("Code", "")) from None
+        except Exception as error:
+            raise SendFailedError(type(error).__name__) from None

@@ -226,7 +226,7 @@ class MemoryStore:
                 item = StoredMessage(
                     channel=meta.name, epoch=meta.epoch, seq=first_seq + offset,
                     body=message.body, ts=ts, expires_at=expires_at, id=message.id,
-                    publisher=message.publisher, token=message.token,
+                    publisher=message.publisher, token=message.token, raw=message.raw,
                 )
                 log[item.seq] = item
                 if claim_ids and message.id is not None:
@@ -375,10 +375,16 @@ class MemoryStore:
                 replace(subscription, state=SubscriptionState.REPLAYING, missed=0)
             )
 
-    def unsubscribe(self, channel: str, connection_id: str) -> bool:
+    def unsubscribe(
+        self, channel: str, connection_id: str, received_ms: int | None = None
+    ) -> bool:
         with self._lock:
+            current = self.subs.get(channel, {}).get(connection_id)
+            if current is None or (received_ms is not None and current.since_ms > received_ms):
+                return False
             self.connection_channels.get(connection_id, set()).discard(channel)
-            return self.subs.get(channel, {}).pop(connection_id, None) is not None
+            del self.subs[channel][connection_id]
+            return True
 
     def _current(self, subscription: Subscription) -> Subscription | None:
         current = self.subs.get(subscription.channel, {}).get(subscription.connection_id)
@@ -433,6 +439,7 @@ class RecordingSender:
 
     sent: dict[str, list[str]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    closed: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, endpoint: str, connection_id: str, data: str) -> None:
@@ -440,3 +447,10 @@ class RecordingSender:
             raise ConnectionGoneError(connection_id)
         with self._lock:
             self.sent.setdefault(connection_id, []).append(data)
+
+    def close(self, endpoint: str, connection_id: str) -> None:
+        if connection_id in self.gone:
+            raise ConnectionGoneError(connection_id)
+        with self._lock:
+            self.closed.append(connection_id)
+            self.gone.add(connection_id)

@@ -7,7 +7,7 @@ becomes an error frame and the connection stays usable.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InvalidFrameError, SwitchboardError, TooLargeError
@@ -51,6 +51,12 @@ class Publish:
 @dataclass(frozen=True)
 class Ping:
     ref: str | None
+    # Channels whose head offsets the pong should carry: a client that has heard nothing for
+    # a while learns whether it missed the last message of a channel it follows.
+    channels: tuple[str, ...] = ()
+
+
+MAX_PING_CHANNELS = 20
 
 
 ClientFrame = Subscribe | Unsubscribe | Publish | Ping
@@ -60,7 +66,7 @@ def ref_of(body: str | bytes | None) -> str | None:
     """Best-effort ``ref`` of a frame that failed to parse, so the error can still echo it."""
     try:
         obj = json.loads(body or "")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     ref = obj.get("ref") if isinstance(obj, dict) else None
     return ref if isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH else None
@@ -79,6 +85,10 @@ def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
         raise InvalidFrameError(
             'Frames must be one JSON object, for example {"action":"ping"}.'
         ) from None
+    except RecursionError:
+        raise InvalidFrameError(
+            "The frame's JSON is nested too deeply; keep data under a few hundred levels."
+        ) from None
     if not isinstance(obj, dict):
         raise InvalidFrameError('Frames must be a JSON object, for example {"action":"ping"}.')
     ref = obj.get("ref")
@@ -93,7 +103,13 @@ def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
             {"field": "action", "allowed": list(ACTIONS)},
         )
     if action == "ping":
-        return Ping(ref)
+        listed = obj.get("channels", [])
+        if not isinstance(listed, list) or len(listed) > MAX_PING_CHANNELS:
+            raise InvalidFrameError(
+                f"'channels' must be a list of at most {MAX_PING_CHANNELS} channel names.",
+                {"field": "channels", "max": MAX_PING_CHANNELS},
+            )
+        return Ping(ref, tuple(dict.fromkeys(validate_channel(c) for c in listed)))
     channel = validate_channel(obj.get("channel"))
     if action == "subscribe":
         batch = obj.get("batch", False)
@@ -127,20 +143,41 @@ def _with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
 
 # API Gateway delivers a WebSocket message over 32 KB as several frames; batches stay under.
 MAX_BATCH_FRAME_BYTES = 32 * 1024 - 512
+# A byte stream's entry travels base64-encoded, in slices whose frames stay under 32 KB.
+RAW_SLICE_BYTES = 22 * 1024
 
 
 def message_frame(message: StoredMessage) -> str:
     return dumps({"type": "message", **message.to_dict()})
 
 
+def _raw_slices(message: StoredMessage) -> list[str]:
+    """A byte stream's entry over ``RAW_SLICE_BYTES`` as ``message`` frames of consecutive
+    slices: the same seq and offset, ``"slice": [index, count]``; the client joins them."""
+    body = message.body
+    count = -(-len(body) // RAW_SLICE_BYTES)
+    out = []
+    for index in range(count):
+        part = replace(message, body=body[index * RAW_SLICE_BYTES : (index + 1) * RAW_SLICE_BYTES])
+        out.append(dumps({"type": "message", **part.to_dict(), "slice": [index, count]}))
+    return out
+
+
 def message_frames(messages: list[StoredMessage], batch: bool) -> list[tuple[int, str]]:
-    """The frames that carry ``messages`` in order, each with how many messages it holds:
+    """The frames that carry ``messages`` in order, each with how many messages it completes:
     one each, or (``batch``) as few ``{"type": "messages", "channel": …, "messages": […]}``
     frames as fit under 32 KB (a message too big for that travels alone, as a ``message``
-    frame). The messages are of one channel."""
-    if not batch:
-        return [(1, message_frame(m)) for m in messages]
+    frame). A byte stream's entry over ``RAW_SLICE_BYTES`` travels as slices (the last one
+    completes it). The messages are of one channel."""
     out: list[tuple[int, str]] = []
+    if not batch:
+        for message in messages:
+            if message.raw and len(message.body) > RAW_SLICE_BYTES:
+                slices = _raw_slices(message)
+                out += [(1 if i == len(slices) - 1 else 0, f) for i, f in enumerate(slices)]
+            else:
+                out.append((1, message_frame(message)))
+        return out
     pending: list[str] = []
     size = 0
     channel = messages[0].channel if messages else ""
@@ -156,6 +193,11 @@ def message_frames(messages: list[StoredMessage], batch: bool) -> list[tuple[int
         size = 0
 
     for message in messages:
+        if message.raw and len(message.body) > RAW_SLICE_BYTES:
+            flush()
+            slices = _raw_slices(message)
+            out += [(1 if i == len(slices) - 1 else 0, f) for i, f in enumerate(slices)]
+            continue
         encoded = dumps(message.to_dict())
         length = len(encoded.encode("utf-8")) + 1
         if pending and size + length > MAX_BATCH_FRAME_BYTES:
@@ -192,8 +234,11 @@ def ack_frame(ref: str | None, result: PublishResult) -> str:
     )
 
 
-def pong_frame(ref: str | None) -> str:
-    return dumps(_with_ref({"type": "pong"}, ref))
+def pong_frame(ref: str | None, heads: dict[str, str] | None = None) -> str:
+    frame: dict[str, Any] = {"type": "pong"}
+    if heads:
+        frame["heads"] = heads
+    return dumps(_with_ref(frame, ref))
 
 
 def error_frame(error: SwitchboardError, ref: str | None, channel: str | None = None) -> str:

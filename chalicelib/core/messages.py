@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class NewMessage:
     publisher: str | None = None
     # A publish's request token (no id): lets a retry after a lost answer find it.
     token: str | None = None
+    raw: bool = False  # bytes of a byte stream, not JSON
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,23 @@ class StoredMessage:
     id: str | None = None
     publisher: str | None = None
     token: str | None = None  # stored, never delivered
+    raw: bool = False  # an entry of a byte stream: delivered base64-encoded
 
     @property
     def offset(self) -> str:
         return encode(self.epoch, self.seq)
 
     def data(self) -> Any:
-        """The JSON value; bytes that are not JSON (byte streams) come back as text."""
+        """The JSON value; a byte stream's entry as base64 text (``encoding``)."""
+        if self.raw:
+            return base64.b64encode(self.body).decode("ascii")
         try:
             return json.loads(self.body)
         except ValueError:
             return self.body.decode("utf-8", errors="replace")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "channel": self.channel,
             "seq": self.seq,
             "offset": self.offset,
@@ -62,6 +67,9 @@ class StoredMessage:
             "ts": self.ts,
             "publisher": self.publisher,
         }
+        if self.raw:
+            out["encoding"] = "base64"
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ def encode_data(data: Any, max_bytes: int) -> bytes:
     """JSON-encode ``data`` compactly, enforcing the message size limit."""
     try:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidFrameError(
             "'data' must be a JSON value (object, array, string, number, true, false or null).",
             {"reason": str(exc)[:200]},

@@ -51,6 +51,9 @@ class Subscription:
     expires_at: int
     missed: int = 0  # while replaying: the highest seq the fan-out held back
     batch: bool = False  # several messages per frame (core/frames.py message_frames)
+    # When API Gateway received the subscribe frame (epoch ms): frames of one connection are
+    # handled concurrently, so an unsubscribe removes only subscriptions received before it.
+    since_ms: int = 0
 
     def wants(self, epoch: str, seq: int) -> bool:
         """Whether message ``seq`` of ``epoch`` is for this subscriber (the fan-out sends it

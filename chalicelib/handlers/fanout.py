@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..adapters.stream_records import inserted_messages
 from ..bootstrap import services
 from ..observability import logger
+from .invocation import deadline_ms
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -32,7 +33,8 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     (which takes effect with ReportBatchItemFailures on the event source mapping, see infra/).
     """
     records = event.get("Records", [])
-    report = services().fanout.fan_out(inserted_messages(records))
+    svc = services()
+    report = svc.fanout.fan_out(inserted_messages(records), deadline_ms(svc.sessions.clock))
     if report.failed_records:
         logger.warning("fan-out incomplete", extra={"failed": len(report.failed_records)})
 

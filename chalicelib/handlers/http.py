@@ -75,7 +75,7 @@ def parse_json(raw: bytes | None, what: str = "The request body") -> Any:
         raise InvalidRequestError(f"{what} is empty; send JSON.")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequestError(f"{what} is not valid JSON.") from None
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ports import Clock
+if TYPE_CHECKING:  # at run time, importing the ports would bring the core into `import app`
+    from ..ports import Clock
 
 # API Gateway REST ends every request after 29 s, whatever the Lambda's own timeout.
 API_GATEWAY_TIMEOUT_MS = 29_000

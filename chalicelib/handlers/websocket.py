@@ -34,8 +34,10 @@ def management_endpoint(event: WebsocketEvent, region: str, configured: str | No
 def _context(event: WebsocketEvent, principal: Principal) -> WsContext:
     svc = services()
     endpoint = management_endpoint(event, svc.settings.region, svc.settings.websocket_endpoint)
+    received = (event.to_dict().get("requestContext") or {}).get("requestTimeEpoch")
     return WsContext(
-        event.connection_id, endpoint, principal, invocation.deadline_ms(svc.sessions.clock)
+        event.connection_id, endpoint, principal, invocation.deadline_ms(svc.sessions.clock),
+        int(received) if isinstance(received, int | float) else None,
     )
 
 

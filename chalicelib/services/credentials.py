@@ -6,6 +6,9 @@ little clock skew), issuer, audience, and that the claimed capabilities stay wit
 key's. ``alg: none`` and every other algorithm are refused; a revoked or unknown key
 invalidates its tokens. A token is at most ``MAX_TOKEN_CHARS`` long, so the WebSocket URL
 that carries it stays under API Gateway's 4,096 characters.
+
+PyJWT is imported when a token is first verified or issued, not with this module: requests
+authenticated with an API key, and functions that never see a token, do not pay for it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Any
-
-import jwt
 
 from ..core.capabilities import ApiKey, Capabilities, Principal
 from ..core.errors import (
@@ -107,6 +108,8 @@ class Authenticator:
                 f"The token is {len(token)} characters; tokens are at most {MAX_TOKEN_CHARS}. "
                 "Request a new one."
             )
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -190,6 +193,8 @@ class Authenticator:
             "iss": ISSUER, "aud": self.audience, "sub": client_id, "iat": now, "nbf": now,
             "exp": now + ttl_s, "caps": caps.to_dict(),
         }
+        import jwt
+
         token = jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.id})
         if len(token) > MAX_TOKEN_CHARS:
             raise TooLargeError(

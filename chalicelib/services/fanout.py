@@ -7,6 +7,8 @@ and connections are served concurrently. A connection found Gone ends through
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -30,12 +32,24 @@ from ..ports import (
 from ..settings import Settings
 from .sessions import SessionService
 
+# What the Management API accepts in one post (API Gateway's 128 KB WebSocket message).
+MAX_POST_BYTES = 128 * 1024
+
 
 @dataclass
 class FanoutReport:
     delivered: int = 0
-    gone: set[str] = field(default_factory=set)
-    failed_records: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)  # sockets that were closed already
+    dropped: set[str] = field(default_factory=set)  # sockets that could not keep up
+    failed_records: set[str] = field(default_factory=set)  # out of time: redeliver these
+
+
+@dataclass
+class _Outcome:
+    sent: int
+    gone: bool = False
+    dropped: bool = False
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +87,9 @@ class FanoutService:
         self.metrics = metrics
         self._pool: ThreadPoolExecutor | None = None
 
-    def fan_out(self, records: Iterable[tuple[str, StoredMessage]]) -> FanoutReport:
+    def fan_out(
+        self, records: Iterable[tuple[str, StoredMessage]], deadline_ms: int | None = None
+    ) -> FanoutReport:
         """``records`` are (stream record id, message) in stream order.
 
         One Query per channel finds its subscribers; each connection gets its frames in seq
@@ -115,47 +131,65 @@ class FanoutService:
         for sub, epoch in stale:
             self._end_stale(sub, epoch, report)
         if deliveries:
+            serve = functools.partial(self._deliver, deadline_ms=deadline_ms)
             for delivery, outcome in zip(
-                deliveries.values(), self._map(self._deliver, list(deliveries.values())),
-                strict=True,
+                deliveries.values(), self._map(serve, list(deliveries.values())), strict=True,
             ):
-                sent, gone, failed = outcome
-                report.delivered += sent
-                if gone:
+                report.delivered += outcome.sent
+                if outcome.gone:
                     report.gone.add(delivery.connection_id)
-                report.failed_records.update(failed)
+                if outcome.dropped:
+                    report.dropped.add(delivery.connection_id)
+                    self._drop(delivery)
+                report.failed_records.update(outcome.failed)
         for connection_id in report.gone:
             self.sessions.end_connection(connection_id)
         self.metrics.count("MessagesDelivered", report.delivered)
         self.metrics.count("ConnectionsGone", len(report.gone))
+        self.metrics.count("ConnectionsDropped", len(report.dropped))
         return report
 
     def _map(
-        self, fn: Callable[[_Delivery], tuple[int, bool, list[str]]], items: list[_Delivery]
-    ) -> list[tuple[int, bool, list[str]]]:
+        self, fn: Callable[[_Delivery], _Outcome], items: list[_Delivery]
+    ) -> list[_Outcome]:
         if len(items) == 1:
             return [fn(items[0])]
         if self._pool is None:  # kept across warm invocations
             self._pool = ThreadPoolExecutor(max_workers=self.settings.fanout_concurrency)
         return list(self._pool.map(fn, items))
 
-    def _deliver(self, delivery: _Delivery) -> tuple[int, bool, list[str]]:
-        """Post one connection's frames in order: (sent, gone, failed record ids)."""
+    def _deliver(self, delivery: _Delivery, deadline_ms: int | None) -> _Outcome:
+        """Post one connection's frames in order.
+
+        One connection never fails the batch for the others: a socket that stays throttled or
+        failing after bounded retries is dropped (its subscriptions end and the socket is
+        closed; its client reconnects and resumes from its offset). Only running out of the
+        invocation's time fails records, from the first one not sent: the stream redelivers
+        them, and clients drop seqs they have."""
         sent = 0
         for position, (_records, frame) in enumerate(delivery.frames):
+            if deadline_ms is not None and self.clock.now_ms() >= deadline_ms:
+                return _Outcome(sent, failed=[r for ids, _ in delivery.frames[position:]
+                                              for r in ids])
+            if len(frame.encode("utf-8")) > MAX_POST_BYTES:
+                # API Gateway would refuse it (413) on every retry of the batch: skip it;
+                # the subscriber sees the seq gap and reads the message over HTTP.
+                logger.error("frame over the post limit skipped",
+                             extra={"connection_id": delivery.connection_id})
+                self.metrics.count("FramesTooLarge")
+                continue
             try:
                 self._post(delivery.endpoint, delivery.connection_id, frame)
             except ConnectionGoneError:
-                return sent, True, []
+                return _Outcome(sent, gone=True)
             except (SendFailedError, SendThrottledError):
                 logger.warning(
-                    "delivery failed", extra={"connection_id": delivery.connection_id}
+                    "delivery failed after retries: dropping the connection",
+                    extra={"connection_id": delivery.connection_id},
                 )
-                # Retry from this record on: stream redelivery is at-least-once and
-                # clients drop seqs they have seen.
-                return sent, False, [r for ids, _ in delivery.frames[position:] for r in ids]
+                return _Outcome(sent, dropped=True)
             sent += 1
-        return sent, False, []
+        return _Outcome(sent)
 
     def _post(self, endpoint: str, connection_id: str, frame: str) -> None:
         for attempt in range(1, self.settings.send_attempts + 1):
@@ -168,6 +202,14 @@ class FanoutService:
                 base = self.settings.send_backoff_ms / 1000 * 2 ** (attempt - 1)
                 self.clock.sleep(self.rng.uniform(base / 2, base))
 
+    def _drop(self, delivery: _Delivery) -> None:
+        """A connection that cannot keep up: forget it, and close its socket so its client
+        reconnects and resumes from its offset."""
+        self.sessions.end_connection(delivery.connection_id)
+        # Gone already, or the close happens at API Gateway's idle timeout instead.
+        with contextlib.suppress(ConnectionGoneError, SendFailedError, SendThrottledError):
+            self.sender.close(delivery.endpoint, delivery.connection_id)
+
     def _end_stale(self, sub: Subscription, epoch: str, report: FanoutReport) -> None:
         """A subscriber of a deleted-and-recreated channel is told so, once, and dropped."""
         frame = frames.error_frame(
@@ -179,7 +221,7 @@ class FanoutService:
             None,
             sub.channel,
         )
-        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id, sub.since_ms)
         try:
             self.sender.send(sub.endpoint, sub.connection_id, frame)
         except ConnectionGoneError:

@@ -199,7 +199,7 @@ def _plan(
     if partial is not None:
         prefix = StoredMessage(
             channel=meta.name, epoch=epoch, seq=fork_seq + 1, body=partial, ts=now,
-            expires_at=now // 1000 + meta.retention_s,
+            expires_at=now // 1000 + meta.retention_s, raw=True,  # only byte streams split
         )
     return meta, prefix
 

@@ -45,6 +45,9 @@ class WsContext:
     principal: Principal = field(default_factory=Principal.anonymous)
     # When the invocation must have answered (epoch ms, from the Lambda's remaining time).
     deadline_ms: int | None = None
+    # When API Gateway received the frame (epoch ms, requestTimeEpoch): the only order
+    # between frames of one connection, which are handled concurrently.
+    received_ms: int | None = None
 
 
 class SessionService:
@@ -100,13 +103,15 @@ class SessionService:
             channel = getattr(frame, "channel", None)
             logger.thread_safe_append_keys(channel=channel)
             if isinstance(frame, frames.Ping):
-                self._send(ctx, frames.pong_frame(ref))
+                self._send(ctx, frames.pong_frame(ref, self._heads(ctx, frame.channels)))
             elif isinstance(frame, frames.Publish):
                 self._publish(ctx, frame)
             elif isinstance(frame, frames.Subscribe):
                 self._subscribe(ctx, frame)
             else:
-                self.subscriptions.unsubscribe(frame.channel, ctx.connection_id)
+                self.subscriptions.unsubscribe(
+                    frame.channel, ctx.connection_id, ctx.received_ms
+                )
                 self._send(ctx, frames.unsubscribed_frame(ref, frame.channel))
         except ConnectionGoneError:
             self.end_connection(ctx.connection_id)
@@ -121,6 +126,21 @@ class SessionService:
             self._send_quietly(ctx, frames.error_frame(failure, ref, channel))
         finally:
             logger.thread_safe_remove_keys(["channel"])
+
+    def _heads(self, ctx: WsContext, channels: tuple[str, ...]) -> dict[str, str]:
+        """The head offset of each channel (``-1`` when empty or missing): what a subscriber
+        compares with the last offset it has (one GetItem and one Query per channel)."""
+        now_s = self.clock.now_ms() / 1000
+        heads: dict[str, str] = {}
+        for name in channels:
+            ctx.principal.require(name, SUBSCRIBE, now_s)
+            meta = self.channels.load(name)
+            if meta is None or meta.deleted:
+                heads[name] = "-1"
+                continue
+            meta = self.channels.with_tail(meta)
+            heads[name] = meta.head_offset if meta.head else "-1"
+        return heads
 
     def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
         ctx.principal.require(frame.channel, PUBLISH, self.clock.now_ms() / 1000)
@@ -165,6 +185,7 @@ class SessionService:
             state=SubscriptionState.REPLAYING,
             expires_at=self.clock.now_ms() // 1000 + self.settings.connection_ttl_s,
             batch=frame.batch,
+            since_ms=ctx.received_ms if ctx.received_ms is not None else self.clock.now_ms(),
         )
         try:
             self.subscriptions.subscribe(sub, self.settings.max_subscriptions_per_connection)
@@ -225,7 +246,7 @@ class SessionService:
         subscribes again from the offset it reached (the SDKs do)."""
         if self.clock.now_ms() < deadline:
             return
-        self.subscriptions.unsubscribe(sub.channel, sub.connection_id)
+        self.subscriptions.unsubscribe(sub.channel, sub.connection_id, sub.since_ms)
         raise UnavailableError(
             f"The replay of {sub.channel!r} paused at the offset in 'detail' to stay within "
             "this invocation's time; subscribe again from it to continue.",

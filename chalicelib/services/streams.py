@@ -184,8 +184,9 @@ class StreamService:
         )
 
     def _bodies(self, meta: ChannelMeta, raw: bytes, allow_empty_array: bool) -> list[NewMessage]:
+        binary = not protocol.is_json(meta.content_type)
         return [
-            NewMessage(body)
+            NewMessage(body, raw=binary)
             for body in protocol.split_body(
                 meta.content_type, raw, self.settings.max_message_bytes, allow_empty_array,
                 self.settings.max_batch,
@@ -241,25 +242,41 @@ class StreamService:
     def sse(
         self, meta: ChannelMeta, after: int, cursor: str, deadline_ms: int | None = None
     ) -> str:
-        """One bounded SSE response: catch-up events (at most ``READ_MAX_BYTES`` of data and
-        within the deadline), or (when caught up) what arrives within ``sse_hold_s``; the
-        client resumes from the last control event's offset."""
+        """One bounded SSE response, the client resuming from its last control event.
+
+        It carries the catch-up data (at most ``READ_MAX_BYTES``) and lasts at least
+        ``sse_min_s``, gathering what arrives meanwhile, or, for a reader with nothing to
+        catch up on, waits up to ``sse_hold_s`` for data. API Gateway delivers a response
+        only when it ends, and Durable Streams clients take a run of connections that end
+        within a second for a buffering proxy and stop reading live (docs/durable-streams.md),
+        so no response ends sooner unless the stream closed or the invocation's time is up.
+        """
+        start = self.clock.now_ms()
+        limit = deadline_ms if deadline_ms is not None else 2**62
+        min_end = min(start + int(self.settings.sse_min_s * 1000), limit)
+        hold_end = min(start + int(max(self.settings.sse_min_s, self.settings.sse_hold_s)
+                                   * 1000), limit)
         events: list[str] = []
         size = 0
         batch = self.read_batch(meta, after)
-        while batch.count:
-            events.append(protocol.data_event(batch))
-            events.append(protocol.control_event(batch, cursor))
-            size += len(batch.body)
-            out_of_time = deadline_ms is not None and self.clock.now_ms() >= deadline_ms
-            if batch.up_to_date or size >= READ_MAX_BYTES or out_of_time:
-                break
-            batch = self.read_batch(batch.meta, batch.next_seq)
-        if not events:
-            if not batch.meta.closed:
-                batch = self.wait(batch.meta, after, self.settings.sse_hold_s, deadline_ms)
+        while True:
             if batch.count:
                 events.append(protocol.data_event(batch))
+                events.append(protocol.control_event(batch, cursor))
+                size += len(batch.body)
+            now = self.clock.now_ms()
+            if size >= READ_MAX_BYTES or now >= limit or (batch.up_to_date and batch.meta.closed):
+                break
+            if batch.count and not batch.up_to_date:
+                batch = self.read_batch(batch.meta, batch.next_seq)
+                continue
+            end = min_end if events else hold_end
+            if now >= end:
+                break
+            batch = self.wait(batch.meta, batch.next_seq, (end - now) / 1000, limit)
+            if not batch.count:
+                break
+        if not events:
             events.append(protocol.control_event(batch, cursor))
         return "".join(events)
 

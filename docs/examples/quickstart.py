@@ -1,13 +1,21 @@
-"""Publish to a channel, then read it back from the start and resume from a saved offset."""
+"""Publish to a channel, then read it back from the start and resume from a saved offset.
+
+Run it against `make dev` with the key it printed:
+
+    SWITCHBOARD_API_KEY=dev:... python docs/examples/quickstart.py
+"""
 
 import asyncio
 import os
+import sys
 
-from switchboard.client import Switchboard
+from switchboard.client import Switchboard, SwitchboardError
 
 
-async def main(url: str) -> None:
-    async with Switchboard(url) as sb:
+async def main() -> None:
+    # Switchboard() reads SWITCHBOARD_URL (default http://127.0.0.1:8765) and
+    # SWITCHBOARD_API_KEY (or SWITCHBOARD_TOKEN); pass url=/api_key=/token= to say otherwise.
+    async with Switchboard() as sb:
         channel = sb.channel(f"runs:quickstart-{os.getpid()}")
         for step in ("plan", "search", "answer"):
             await channel.publish({"type": "status", "step": step})
@@ -30,4 +38,7 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:8765")))
+    try:
+        asyncio.run(main())
+    except SwitchboardError as error:  # e.g. unauthorized: the key is missing or wrong
+        sys.exit(f"quickstart: {error}")

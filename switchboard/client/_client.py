@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from . import _env, _http
 from ._connection import (
     Connection,
     ConnectionLostError,
@@ -21,13 +22,20 @@ from ._connection import (
     Subscribed,
     ws_url_for,
 )
-from ._errors import ConflictError, SwitchboardError, UnauthorizedError, UnavailableError
-from ._http import Credentials, HttpApi, TokenProvider
+from ._errors import (
+    ConflictError,
+    InvalidOffsetError,
+    SwitchboardError,
+    UnauthorizedError,
+    UnavailableError,
+    with_hint,
+)
+from ._http import HttpApi, TokenProvider
 from ._options import Options, backoff_delay
 from ._recovery import Recovery, RecoveryStats
-from ._types import NOW, Ack, ChannelInfo, HistoryPage, Message
+from ._types import BEGINNING, NOW, Ack, ChannelInfo, HistoryPage, Message, is_offset
 
-DEFAULT_URL = "http://127.0.0.1:8765"
+DEFAULT_URL = _env.DEFAULT_URL
 #: Consecutive history reads that make no progress on a gap before giving up.
 _GAP_FILL_ATTEMPTS = 5
 
@@ -42,19 +50,27 @@ class Switchboard:
         ...     async for msg in ch.subscribe(from_="-1"):
         ...         print(msg.seq, msg.data)
 
-    ``url`` is the HTTP base URL. The socket URL defaults to ``<url>/ws`` (the dev server);
-    on AWS pass the WebSocket API's URL as ``ws_url``. ``token`` goes in the socket's
-    ``token`` query parameter and in ``Authorization: Bearer`` on HTTP; ``auth`` is called
-    for a fresh token when the server answers ``unauthorized`` (and first, if no token).
+    ``url`` is the HTTP base URL (default: ``SWITCHBOARD_URL``, else
+    ``http://127.0.0.1:8765``). The socket URL defaults to ``SWITCHBOARD_WS_URL``, else
+    ``<url>/ws`` (the dev server); on AWS pass the WebSocket API's URL as ``ws_url``.
+    ``token`` goes in the socket's ``token`` query parameter and in ``Authorization: Bearer``
+    on HTTP; ``auth`` is called for a fresh token when the server answers ``unauthorized``
+    (and first, if no token).
 
     Backends pass ``api_key="<key id>:<secret>"`` instead: the client mints itself short-lived
     tokens with it (``client_id``, ``capabilities``, ``token_ttl``) and renews them when they
-    expire, so the key itself never travels in a WebSocket URL.
+    expire, so the key itself never travels in a WebSocket URL (an API key given as
+    ``token`` is used the same way). With no ``token``, ``auth`` or ``api_key`` the client
+    reads ``SWITCHBOARD_API_KEY``, else ``SWITCHBOARD_TOKEN``.
+
+    Credentials the server refuses raise :class:`UnauthorizedError` (or
+    :class:`ForbiddenError`) with the server's reason from the first publish, subscription
+    or request, within a second or so: the client does not retry what cannot succeed.
     """
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         token: str | None = None,
         *,
         ws_url: str | None = None,
@@ -67,12 +83,23 @@ class Switchboard:
         http_transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = (url or _env.url_from()).rstrip("/")
         self.options = options or Options()
         self._rng = rng or random.Random()
-        if api_key is not None and auth is None:
-            key_api = HttpApi(self.url, Credentials(api_key, None), self.options,
-                              transport=http_transport, rng=self._rng)
+        if token is None and auth is None and api_key is None:
+            # Nothing given: SWITCHBOARD_API_KEY, else SWITCHBOARD_TOKEN.
+            found = _env.credentials_from()
+            token, api_key = found.token, found.api_key
+        elif token is not None and api_key is None and _env.is_api_key(token):
+            # An API key passed as the token: use it as a key, so it never travels in a
+            # WebSocket URL.
+            token, api_key = None, token
+        self._key_api: HttpApi | None = None
+        if api_key is not None:
+            self._key_api = HttpApi(self.url, _http.Credentials(api_key, None), self.options,
+                                    transport=http_transport, rng=self._rng)
+        if self._key_api is not None and auth is None:
+            key_api = self._key_api
             grant = capabilities or {"*": ["*"]}
 
             async def mint() -> str:
@@ -80,12 +107,13 @@ class Switchboard:
                 return str(issued["token"])
 
             auth = mint
-        self._credentials = Credentials(token, auth)
+        self._credentials = _http.Credentials(token, auth)
         self.http = HttpApi(
             self.url, self._credentials, self.options, transport=http_transport, rng=self._rng
         )
         self._connection = Connection(
-            ws_url or ws_url_for(self.url), self._credentials, self.options, self._rng
+            ws_url or _env.ws_url_from() or ws_url_for(self.url), self._credentials,
+            self.options, self._rng, explain_refusal=self._explain_refusal,
         )
 
     def channel(self, name: str) -> Channel:
@@ -95,11 +123,31 @@ class Switchboard:
         self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600
     ) -> dict[str, Any]:
         """Issue a token for a client (a browser, a user's CLI). Needs an API key: construct
-        this client with ``token="<key id>:<secret>"``.
+        this client with ``api_key="<key id>:<secret>"`` (or ``SWITCHBOARD_API_KEY``).
 
         Returns ``{"token", "client_id", "expires" (epoch ms), "capabilities"}``.
+
+        Examples:
+            >>> async with Switchboard(url, api_key=key) as backend:  # doctest: +SKIP
+            ...     issued = await backend.issue_token(
+            ...         "user-42", {"runs:7f3a": ["subscribe", "publish", "history"]}, 3600)
+            ...     send_to_the_browser(issued["token"])
         """
-        return await self.http.issue_token(client_id, capabilities, ttl)
+        if self._key_api is not None:
+            return await self._key_api.issue_token(client_id, capabilities, ttl)
+        try:  # the server decides whether these credentials may issue tokens
+            return await self.http.issue_token(client_id, capabilities, ttl)
+        except UnauthorizedError as error:
+            if not self._credentials.given:
+                raise  # already says what to set
+            raise with_hint(error, "Construct the client that issues tokens with "
+                            "api_key='<key id>:<secret>' (or set SWITCHBOARD_API_KEY).") from None
+
+    async def _explain_refusal(self, status: int) -> SwitchboardError | None:
+        """Ask the HTTP API why the socket's credentials were refused (see Connection)."""
+        routes = self._connection._routes
+        channel = next(iter(routes), None) or "_"
+        return await self.http.check_credentials(channel)
 
     @property
     def connection_stats(self) -> ConnectionStats:
@@ -113,6 +161,8 @@ class Switchboard:
     async def aclose(self) -> None:
         await self._connection.aclose()
         await self.http.aclose()
+        if self._key_api is not None:
+            await self._key_api.aclose()
 
     async def __aenter__(self) -> Switchboard:
         return self
@@ -154,7 +204,8 @@ class Switchboard:
             except UnauthorizedError as error:
                 # The token expired while connected: renew it once, reconnect, send again
                 # (same id, so nothing can be stored twice).
-                if refreshed or not await self._connection.reauthenticate():
+                if (refreshed or self._connection.failed_for_good
+                        or not await self._connection.reauthenticate()):
                     raise
                 refreshed, last = True, error
                 continue
@@ -235,6 +286,13 @@ class Subscription:
 
     def __init__(self, channel: Channel, from_: str = NOW) -> None:
         self.channel = channel
+        if from_ not in (NOW, BEGINNING) and not is_offset(from_):
+            raise InvalidOffsetError(
+                f"{from_!r} is not a position to subscribe from: use 'now' (only new "
+                "messages), '-1' (from the first retained message) or the offset of the last "
+                "message you processed (like 019ad0392f80a540_0000000000000043).",
+                {"offset": from_},
+            )
         self._recovery = Recovery(channel.name, from_)
         self._route = Route(channel.name, self._recovery.resume_from)
         self._started = False

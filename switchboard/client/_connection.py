@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -26,11 +26,15 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from ._env import NO_CREDENTIALS_HINT
 from ._errors import (
     ClosedError,
+    ForbiddenError,
+    InternalError,
     SwitchboardError,
     UnauthorizedError,
     UnavailableError,
+    clone,
     error_from_payload,
 )
 from ._http import Credentials
@@ -59,6 +63,9 @@ class Failure:
 #: What a subscription's queue carries, in arrival order.
 Event = Subscribed | Message | Failure
 
+#: Asked why a handshake was refused with this status (401/403); returns the server's error.
+RefusalExplainer = Callable[[int], Awaitable["SwitchboardError | None"]]
+
 
 @dataclass
 class Route:
@@ -85,8 +92,11 @@ class Connection:
         credentials: Credentials,
         options: Options,
         rng: random.Random | None = None,
+        explain_refusal: RefusalExplainer | None = None,
     ) -> None:
         self._ws_url = ws_url
+        self._explain = explain_refusal
+        self._fatal: SwitchboardError | None = None
         self._credentials = credentials
         self._options = options
         self._rng = rng or random.Random()
@@ -106,6 +116,12 @@ class Connection:
     def websocket(self) -> ClientConnection | None:
         """The current socket (tests close it to simulate failures)."""
         return self._ws
+
+    @property
+    def failed_for_good(self) -> bool:
+        """The last attempt to connect ended with a credential error (already retried with a
+        fresh token where there was a way to get one)."""
+        return self._fatal is not None
 
     def add(self, route: Route) -> None:
         self._ensure_running()
@@ -160,6 +176,9 @@ class Connection:
         if self._closed:
             raise ClosedError("The client was closed; create a new Switchboard client.")
         if self._task is None or self._task.done():
+            if self._fatal is not None:  # a new attempt after a credential failure
+                self._fatal = None
+                self._connected.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard")
 
     async def _wait_connected(self, timeout: float) -> ClientConnection:
@@ -171,16 +190,42 @@ class Connection:
                 f"Could not connect to {self._ws_url} within {timeout:g} s "
                 f"(last error: {self.stats.last_error}). Is the server running?"
             ) from None
+        if self._fatal is not None:
+            raise clone(self._fatal)
         if self._ws is None:
             raise ConnectionLostError
         return self._ws
 
     async def _run(self) -> None:
+        try:
+            await self._connect_and_serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # nothing may escape a task nobody awaits
+            log.exception("the connection task failed")
+            self._fail_for_good(
+                InternalError(f"The client's connection failed: {exc.__class__.__name__}: {exc}")
+            )
+
+    async def _connect_and_serve(self) -> None:
         failures = 0
+        refreshed = False  # a token was fetched for the refusal being handled
         while not self._closed:
             try:
+                url = await self._socket_url()
+            except Exception as exc:
+                # Minting a token failed: a wrong key is final, an unreachable server is not.
+                error = _credential_failure(exc)
+                if error is not None:
+                    self._fail_for_good(error)
+                    return
+                self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
+                await asyncio.sleep(self._delay(failures))
+                failures += 1
+                continue
+            try:
                 ws = await websockets.connect(
-                    await self._socket_url(),
+                    url,
                     open_timeout=self._options.connect_timeout,
                     ping_interval=None,  # application pings: API Gateway counts frames
                     close_timeout=1,
@@ -188,11 +233,26 @@ class Connection:
                 )
             except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
                 self.stats.last_error = f"{exc.__class__.__name__}: {exc}"
-                if _is_unauthorized(exc):
-                    await self._credentials.refresh()
+                status = _refused_status(exc)
+                if status is not None:
+                    # Refused for its credentials: a fresh token may help, once; waiting never
+                    # does, so fail now rather than reconnect for ever.
+                    if status == 401 and not refreshed and self._credentials.auth is not None:
+                        refreshed = True
+                        try:
+                            await self._credentials.refresh()
+                        except Exception as refresh_error:
+                            error = _credential_failure(refresh_error)
+                            if error is not None:
+                                self._fail_for_good(error)
+                                return
+                        continue
+                    self._fail_for_good(await self._refusal(status))
+                    return
                 await asyncio.sleep(self._delay(failures))
                 failures += 1
                 continue
+            refreshed = False
             self.stats.connects += 1
             if self.stats.connects > 1:
                 self.stats.reconnects += 1
@@ -213,6 +273,46 @@ class Connection:
             if not self._closed:
                 await asyncio.sleep(self._delay(failures))
                 failures += 1
+
+    async def _refusal(self, status: int) -> SwitchboardError:
+        """The error for a handshake refused with 401/403, with the server's reason.
+
+        The refusal itself carries no message (API Gateway's authorizer answers a bare 401),
+        so the HTTP API is asked, with the same credentials, what is wrong with them.
+        """
+        expected = UnauthorizedError if status == 401 else ForbiddenError
+        if self._explain is not None:
+            try:
+                explained = await asyncio.wait_for(self._explain(status), 4.0)
+            except Exception:
+                explained = None
+            if isinstance(explained, expected):
+                return explained
+        where = urlunsplit(urlsplit(self._ws_url)._replace(query=""))
+        if status == 401:
+            text = (f"The server refused the WebSocket connection to {where} (HTTP 401): the "
+                    "credentials are missing, invalid or expired.")
+            if not self._credentials.given:
+                text = f"{text} {NO_CREDENTIALS_HINT}"
+        else:
+            text = (f"The server refused the WebSocket connection to {where} (HTTP 403): "
+                    "these credentials (or this page's origin) may not connect.")
+        return expected(text, {"status": status}, status)
+
+    def _fail_for_good(self, error: SwitchboardError) -> None:
+        """End the connection task: every waiter and subscription gets ``error`` now.
+
+        A later publish or subscribe starts a new attempt (the credentials may have been
+        fixed meanwhile); nothing retries on its own.
+        """
+        self._fatal = error
+        self.stats.last_error = str(error)
+        routes = list(self._routes.values())
+        self._routes.clear()
+        for route in routes:
+            route.queue.put_nowait(Failure(clone(error)))
+        self._fail_pending(lambda: clone(error))
+        self._connected.set()  # wakes _wait_connected, which raises the error
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -284,7 +384,7 @@ class Connection:
             error = error_from_payload(frame)
             if isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
                 # A later token refresh resubscribes everything on the next socket.
-                asyncio.get_running_loop().create_task(self._reauthenticate())
+                asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())
                 return
             if error.retryable:
                 # e.g. `unavailable` when a replay cannot catch up: subscribe again.
@@ -308,6 +408,19 @@ class Connection:
         await self._credentials.refresh()
         if self._ws is not None:
             await self._ws.close(1000, "reconnecting with a fresh token")
+
+    async def _reauthenticate_or_fail(self) -> None:
+        """:meth:`_reauthenticate` in a task of its own: a token that cannot be renewed ends
+        the subscriptions with the reason instead of an unretrieved task exception."""
+        try:
+            await self._reauthenticate()
+        except Exception as exc:
+            error = _credential_failure(exc) or UnavailableError(
+                f"Could not renew the token: {exc}"
+            )
+            if self._task is not None:
+                self._task.cancel()
+            self._fail_for_good(error)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -351,9 +464,22 @@ class Connection:
         return urlunsplit(parts._replace(query=query))
 
 
-def _is_unauthorized(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None) in (401, 403)
+def _refused_status(exc: Exception) -> int | None:
+    """401 or 403 when the handshake was refused for its credentials, else None."""
+    if not isinstance(exc, websockets.InvalidStatus):
+        return None
+    status = exc.response.status_code
+    return status if status in (401, 403) else None
+
+
+def _credential_failure(exc: Exception) -> SwitchboardError | None:
+    """The error that ends the connection when fetching a token failed, or None when the
+    failure is transient (the server was unreachable: try again later)."""
+    if isinstance(exc, SwitchboardError):
+        return None if exc.retryable else exc
+    return UnauthorizedError(
+        f"The auth callback failed to provide a token: {exc.__class__.__name__}: {exc}"
+    )
 
 
 def ws_url_for(http_url: str) -> str:

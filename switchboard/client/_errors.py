@@ -171,3 +171,19 @@ def error_from_payload(payload: object, status: int | None = None) -> Switchboar
     if cls is None:
         return SwitchboardError(text, {**info, "code": code}, status)
     return cls(text, info, status)
+
+
+def clone(error: SwitchboardError, message: str | None = None) -> SwitchboardError:
+    """A fresh instance of the same error (optionally with another message), so one failure
+    can be raised to several waiters without sharing a traceback."""
+    return type(error)(error.message if message is None else message, dict(error.detail),
+                       error.status)
+
+
+def with_hint(error: SwitchboardError, hint: str) -> SwitchboardError:
+    """The same error with ``hint`` appended to its message (the server's words first)."""
+    message = error.message.rstrip()
+    if hint in message:
+        return error
+    separator = " " if message.endswith((".", "!", "?")) else ". "
+    return clone(error, f"{message}{separator}{hint}")

@@ -11,12 +11,14 @@ from urllib.parse import quote
 
 import httpx
 
+from ._env import NO_CREDENTIALS_HINT
 from ._errors import (
     InternalError,
     SwitchboardError,
     UnauthorizedError,
     UnavailableError,
     error_from_payload,
+    with_hint,
 )
 from ._options import Options, backoff_delay
 from ._types import Ack, ChannelInfo, HistoryPage, Message
@@ -35,6 +37,11 @@ class Credentials:
         self.token = token
         self.auth = auth
         self._lock = asyncio.Lock()
+
+    @property
+    def given(self) -> bool:
+        """Whether the application gave any credential at all (a token or a hook)."""
+        return bool(self.token) or self.auth is not None
 
     async def current(self) -> str | None:
         if self.token is None and self.auth is not None:
@@ -135,6 +142,29 @@ class HttpApi:
         )
         return issued
 
+    async def check_credentials(self, channel: str) -> SwitchboardError | None:
+        """Why the server refuses these credentials, in its own words, or None if it does
+        not. One request, no retries, no refresh: used to explain a refused WebSocket
+        handshake, which carries a status but no message."""
+        headers = {}
+        if self._credentials.token:
+            headers["Authorization"] = f"Bearer {self._credentials.token}"
+        try:
+            response = await self._client.request(
+                "GET", f"/v1/channels/{channel_path(channel)}", headers=headers,
+                timeout=min(self._options.request_timeout, 3.0),
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code not in (401, 403):
+            return None
+        return self._hinted(_error_of(response))
+
+    def _hinted(self, error: SwitchboardError) -> SwitchboardError:
+        if isinstance(error, UnauthorizedError) and not self._credentials.given:
+            return with_hint(error, NO_CREDENTIALS_HINT)
+        return error
+
     # -- plumbing -------------------------------------------------------------------------
 
     async def _request(
@@ -171,7 +201,7 @@ class HttpApi:
                     if await self._credentials.refresh():
                         continue
                 if response.status_code not in _RETRY_STATUSES:
-                    raise error
+                    raise self._hinted(error)
             attempt += 1
             if attempt >= self._options.http_attempts:
                 raise error

@@ -101,6 +101,12 @@ class ChannelInfo:
         )
 
 
+def is_offset(value: str) -> bool:
+    """Whether ``value`` has the form of a concrete offset (``<epoch>_<seq>``)."""
+    epoch, sep, seq = value.partition("_")
+    return bool(sep) and bool(epoch) and seq.isdigit() and "_" not in epoch
+
+
 def seq_of(offset: str) -> tuple[str, int]:
     """(epoch, seq) of a concrete offset. Offsets are opaque to applications, not to the SDK."""
     epoch, sep, seq = offset.partition("_")

@@ -35,7 +35,7 @@ __all__ = ["Channel", "Subscription", "Switchboard"]
 class Switchboard:
     """Same arguments as :class:`switchboard.client.Switchboard`."""
 
-    def __init__(self, url: str = _client.DEFAULT_URL, token: str | None = None, **kwargs: Any):
+    def __init__(self, url: str | None = None, token: str | None = None, **kwargs: Any):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="switchboard-client", daemon=True

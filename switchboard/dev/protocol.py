@@ -10,11 +10,13 @@
   the app as one message, as API Gateway hands one ``$default`` event per message.
 
 Everything else is uvicorn's sans-I/O implementation unchanged; the end-to-end tests check
-every frame's size.
+every frame's size. Its logger skips one false alarm: the error uvicorn logs after a refused
+handshake.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -39,6 +41,27 @@ def fragments(data: bytes, size: int = MAX_FRAME_BYTES) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
+_NO_HANDSHAKE = "ASGI callable returned without completing handshake."
+
+
+class _DenialAwareLog:
+    """uvicorn's logger for one connection, minus the error uvicorn logs after the app
+    refused the handshake with an HTTP response (a refusal is a complete answer: the
+    gateway's 401/403 for bad credentials, not a bug)."""
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol, logger: logging.Logger) -> None:
+        self._protocol = protocol
+        self._logger = logger
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == _NO_HANDSHAKE and self._protocol.initial_response is not None:
+            return
+        self._logger.error(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 class FragmentingWebSocketProtocol(WebSocketsSansIOProtocol):
     """Fragments outbound messages; refuses inbound frames and messages over the limits."""
 
@@ -50,6 +73,7 @@ class FragmentingWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._inbound_message_bytes = 0
+        self.logger = _DenialAwareLog(self, self.logger)  # type: ignore[assignment]
 
     def handle_events(self) -> None:
         for event in self.conn.events_received():

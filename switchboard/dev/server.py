@@ -23,20 +23,22 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
 from . import limits as aws_limits
-from . import moto_patch, rest
+from . import logs, moto_patch, rest
 from .agent import AgentProcess
 from .gateway import Gateway, WsHandlers
 from .protocol import protocol_class
 from .pump import StreamPump, TriggerSettings
+
+T = TypeVar("T")
 
 READY = "Switchboard dev server ready: {http} (WebSocket: {ws})"
 HANDLER_THREADS = 64  # concurrent Lambda invocations (long-polls hold one each)
@@ -45,6 +47,24 @@ log = logging.getLogger("sbdev")  # no "switchboard" in it: Powertools filters t
 
 class DevServerError(Exception):
     """Startup failed for a reason the user can fix; the message says how."""
+
+
+class _InvocationPool(ThreadPoolExecutor):
+    """The handler threads. Each task is one Lambda invocation, and like a fresh invocation
+    it starts without the log keys an earlier one appended on the same thread."""
+
+    def __init__(self, workers: int, before_each: Callable[[], None]) -> None:
+        super().__init__(workers, thread_name_prefix="lambda")
+        self._before_each = before_each
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        before_each = self._before_each
+
+        def invocation() -> T:
+            before_each()
+            return fn(*args, **kwargs)
+
+        return super().submit(invocation)
 
 
 def _fake_aws_environment() -> None:
@@ -67,6 +87,9 @@ def _fake_aws_environment() -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "switchboard")
     # Any page may connect to the local stack (the console at / sends its own Origin).
     os.environ.setdefault("SWITCHBOARD_ALLOWED_ORIGINS", '["*"]')
+    # The gateway keeps an SSE response open across invocations (switchboard/dev/sse.py), so
+    # the minimum duration that keeps clients from falling back on AWS would only add latency.
+    os.environ.setdefault("SWITCHBOARD_SSE_MIN_S", "0")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -209,7 +232,7 @@ class DevServer:
         stream_arn = self._create_tables()
         chalice_module = _load_app()
         limits = self._load_limits(chalice_module)
-        self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="lambda")
+        self._executor = _InvocationPool(HANDLER_THREADS, logs.invocation_reset())
         self.gateway = Gateway(
             rest.DevRestGateway(chalice_module.app, f"{_url_host(self.host)}:{self.port}",
                                 limits.function(aws_limits.API_HANDLER)),
@@ -322,6 +345,9 @@ class DevServer:
         if self.api_key is not None:
             print(f"API key for this run (shown once, lives in memory only): {self.api_key}",
                   flush=True)
+            print("The SDK, the CLI and docs/examples read it from the environment: export "
+                  f"SWITCHBOARD_URL={self.base_url} SWITCHBOARD_API_KEY=<the key above>. "
+                  f"Console: {self.base_url}/", flush=True)
         else:
             print("WARNING: authentication is OFF (--no-auth): anyone who can reach "
                   f"{self.base_url} can read, write and delete every channel.", flush=True)
@@ -428,10 +454,10 @@ def run(
 
     ``agent`` also runs the example agent (examples/agent) once the server is ready.
     """
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logs.configure()
+    logs.adopt_powertools()  # before the app: its logger then prints plain lines too
+    print("Starting Switchboard dev server: emulated DynamoDB (moto), tables, gateway, "
+          "stream pump...", file=sys.stderr, flush=True)
     server = None
     try:
         server = DevServer(host, port, stream_poll_ms, auth=auth, lenient=lenient)
@@ -439,6 +465,7 @@ def run(
     except DevServerError as error:
         print(f"switchboard dev: {error}", file=sys.stderr, flush=True)
         return 1
+    logs.adopt_powertools()  # again, now that the app is loaded (see logs.adopt_powertools)
     worker = AgentProcess() if agent else None
     if worker is not None:
         def start_agent_when_ready(worker: AgentProcess = worker) -> None:

@@ -53,11 +53,18 @@ function explain(error) {
 let toastTimer = null;
 function toast(message, kind = "error") {
   const el = $("toast");
-  el.textContent = message;
+  el.replaceChildren(...withCode(message));
   el.dataset.kind = kind;
   el.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 8000 : 2500);
+}
+
+/** Text with `backticked` parts as <code> elements (messages name commands that way). */
+function withCode(text) {
+  return String(text).split("`").map((part, i) =>
+    i % 2 ? Object.assign(document.createElement("code"), { textContent: part })
+      : document.createTextNode(part));
 }
 
 // -- connection state and latency ------------------------------------------------------------
@@ -199,6 +206,7 @@ function runPhase(state) {
 function renderRun() {
   if (!run) return;
   const state = run;
+  showPrompt(state);
   const phase = runPhase(state);
   const badge = $("run-state");
   badge.dataset.state = phase;
@@ -253,6 +261,26 @@ function renderRun() {
   $("steer-input").disabled = over;
   $("steer-send").disabled = over;
   $("interrupt").disabled = over || Boolean(state.interruptRequested);
+}
+
+// The prompt box shows the question of the run on screen (after a reload, or in a tab opened
+// from the run's link), once per run, so what the user types next is not overwritten.
+function showPrompt(state) {
+  const box = $("prompt-input");
+  if (state.prompt === null || box.dataset.run === state.runId) return;
+  box.dataset.run = state.runId;
+  box.value = state.prompt;
+  fitPrompt();
+}
+
+// The compact prompt box (once a run is open) is as tall as its text, up to three lines, and
+// always whole lines: a row of padding must not show a slice of the next line.
+const MAX_PROMPT_ROWS = 3;
+function fitPrompt() {
+  const box = $("prompt-input");
+  if (!$("composer").classList.contains("compact")) return;
+  box.rows = 1;
+  while (box.rows < MAX_PROMPT_ROWS && box.scrollHeight > box.clientHeight + 1) box.rows += 1;
 }
 
 function answerSegments(state) {
@@ -313,7 +341,7 @@ function openRun(runId) {
   $("empty").hidden = true;
   $("run").hidden = false;
   $("composer").classList.add("compact");
-  $("prompt-input").rows = 1;
+  fitPrompt();
   const link = `${location.origin}/?run=${encodeURIComponent(runId)}`;
   $("run-link").textContent = `runs:${runId}`;
   $("run-link").href = link;
@@ -356,7 +384,7 @@ async function startRun(prompt) {
   const runId = newRunId();
   history.pushState({ run: runId }, "", `/?run=${encodeURIComponent(runId)}`);
   openRun(runId);
-  openChannel(`runs:${runId}`);
+  openChannel(`runs:${runId}`, { fresh: true }); // a new id: the channel does not exist yet
   try {
     // The prompt goes on the run's channel first, so a second tab shows it too; then the
     // request, which any worker listening on agents:requests picks up.
@@ -381,7 +409,16 @@ async function sendControl(data, id) {
 
 // `opened` counts openings: work started for an earlier opening (even of the same channel)
 // must not touch the list once a newer one began.
-const inspector = { name: null, sub: null, epoch: null, first: null, last: 0, live: 0, opened: 0 };
+// The count is the channel's message count when it was read plus every message with a later
+// seq seen since (in the first page or live), so it matches the head however the reads and
+// the live messages interleave.
+const inspector = { name: null, sub: null, epoch: null, first: null, last: 0, live: 0, opened: 0,
+                    countBase: 0, countHead: 0 };
+
+function showCount() {
+  const count = inspector.countBase + Math.max(0, inspector.last - inspector.countHead);
+  $("inspect-count").textContent = String(count);
+}
 
 function formatTime(ts) {
   if (!ts) return "";
@@ -406,13 +443,17 @@ function compactJson(data) {
   return flat.length <= 140 ? flat : JSON.stringify(data, null, 2);
 }
 
-function setHead(offset, count) {
+function setHead(offset) {
   $("inspect-head").textContent = offset === "-1" || !offset ? "-1 (empty)" : offset;
   $("inspect-head").title = offset && offset !== "-1" ? `seq ${seqOf(offset)}` : "";
-  if (count !== undefined) $("inspect-count").textContent = String(count);
 }
 
-async function openChannel(name) {
+/**
+ * Show a channel in the inspector: its latest page, then live. `fresh` says the channel is
+ * known not to exist yet (a run being started): nothing to read, so nothing is asked (a GET
+ * would answer 404, which the browser logs as an error).
+ */
+async function openChannel(name, { fresh = false } = {}) {
   name = name.trim();
   $("publish-result").textContent = "";
   if (!CHANNEL_NAME.test(name) || new TextEncoder().encode(name).length > 256) {
@@ -421,28 +462,39 @@ async function openChannel(name) {
   }
   inspector.sub?.close();
   Object.assign(inspector, { name, sub: null, epoch: null, first: null, last: 0, live: 0,
-                             opened: inspector.opened + 1 });
+                             opened: inspector.opened + 1, countBase: 0, countHead: 0 });
   const opening = inspector.opened;
   $("inspect-channel").value = name;
   $("inspect-list").replaceChildren();
   $("inspect-older").hidden = true;
   $("inspect-live").textContent = "–";
   const channel = inspectorClient.channel(name);
+  const notYet = () => {
+    setHead(null);
+    showCount();
+    $("inspect-head").textContent = "no such channel yet";
+    $("inspect-empty").hidden = false;
+    $("inspect-empty").textContent = `Nothing has been published to ${name} yet. Publish below to create it; it is followed live from now on.`;
+    followLive(channel, "-1");
+  };
+  if (fresh) {
+    notYet();
+    return;
+  }
   let from = "-1";
   try {
     const info = await channel.info();
     if (inspector.opened !== opening) return;
     inspector.epoch = info.epoch;
-    setHead(info.head, info.message_count);
+    inspector.countBase = info.message_count ?? info.head_seq;
+    inspector.countHead = info.head_seq;
+    setHead(info.head);
+    showCount();
     if (info.head_seq > 0) from = offsetAt(info.epoch, info.head_seq - PAGE);
   } catch (error) {
     if (inspector.opened !== opening) return;
     if (error instanceof SwitchboardError && error.code === "not_found") {
-      setHead(null, 0);
-      $("inspect-head").textContent = "no such channel yet";
-      $("inspect-empty").hidden = false;
-      $("inspect-empty").textContent = `Nothing has been published to ${name} yet. Publish below to create it; it is followed live from now on.`;
-      followLive(channel, "-1");
+      notYet();
       return;
     }
     toast(explain(error));
@@ -477,6 +529,10 @@ async function loadPage(channel, from, older) {
     inspector.epoch = messages[0].epoch;
     inspector.first = Math.min(inspector.first ?? Infinity, messages[0].seq);
     inspector.last = Math.max(inspector.last, messages.at(-1).seq);
+    if (!older) {
+      setHead(messages.at(-1).offset);
+      showCount();
+    }
   }
   $("inspect-older").hidden = !(inspector.first > 1);
   $("inspect-empty").hidden = $("inspect-list").children.length > 0;
@@ -498,8 +554,8 @@ function followLive(channel, from) {
       inspector.live += 1;
       $("inspect-live").textContent = `${inspector.live} new`;
       $("inspect-empty").hidden = true;
-      const count = Number($("inspect-count").textContent);
-      setHead(m.offset, Number.isFinite(count) ? count + 1 : undefined);
+      setHead(m.offset);
+      showCount();
       if (atBottom) scroll.scrollTop = scroll.scrollHeight;
     },
     onError: (error) => toast(explain(error)),
@@ -554,6 +610,8 @@ $("composer").addEventListener("submit", (event) => {
   }
   startRun(prompt);
 });
+$("prompt-input").addEventListener("input", fitPrompt);
+window.addEventListener("resize", fitPrompt);
 $("prompt-input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) $("composer").requestSubmit();
 });

@@ -12,6 +12,9 @@
 // the missing range is fetched over HTTP. Pings keep an idle socket under API Gateway's
 // 10-minute limit and the socket is replaced before its 2-hour limit. With `persist: true`
 // the position is kept in sessionStorage, so a page reload resumes where it was.
+// Credentials the server refuses end every subscription (onError) and publish with an
+// UnauthorizedError / ForbiddenError carrying the server's message, at once: nothing
+// reconnects for them (an `auth` callback gets one chance to provide a fresh token).
 
 const DEFAULTS = {
   pingInterval: 120_000,
@@ -40,9 +43,47 @@ export class SwitchboardError extends Error {
   }
 }
 
-const errorOf = (payload, status) =>
-  new SwitchboardError(payload?.code ?? "internal", payload?.message ?? "Server error.",
-    payload?.detail, status);
+/** The credentials are missing, invalid or expired (HTTP 401, a refused socket). */
+export class UnauthorizedError extends SwitchboardError {
+  constructor(message, detail = {}, status = 401) {
+    super("unauthorized", message, detail, status);
+    this.name = "UnauthorizedError";
+  }
+}
+
+/** The credentials are valid but do not allow this (HTTP 403). */
+export class ForbiddenError extends SwitchboardError {
+  constructor(message, detail = {}, status = 403) {
+    super("forbidden", message, detail, status);
+    this.name = "ForbiddenError";
+  }
+}
+
+const errorOf = (payload, status) => {
+  const message = payload?.message ?? "Server error.";
+  if (payload?.code === "unauthorized") return new UnauthorizedError(message, payload?.detail, status);
+  if (payload?.code === "forbidden") return new ForbiddenError(message, payload?.detail, status);
+  return new SwitchboardError(payload?.code ?? "internal", message, payload?.detail, status);
+};
+
+const NO_CREDENTIALS_HINT =
+  "No credentials were given: pass { token } (issued by your backend with POST /v1/tokens) " +
+  "or { auth: async () => token } to new Switchboard().";
+
+/** The same error with a hint appended to its message (the server's words first). */
+function withHint(error, hint) {
+  const text = error.message.replace(/^[a-z_]+: /, "").trimEnd();
+  const joined = /[.!?]$/.test(text) ? `${text} ${hint}` : `${text}. ${hint}`;
+  return errorOf({ code: error.code, message: joined, detail: error.detail }, error.status);
+}
+
+/** A failure to get a token: final (a SwitchboardError that retrying cannot fix, or a
+ * broken auth callback), or null when it is transient (the network). */
+function credentialFailure(e) {
+  if (e instanceof SwitchboardError) return e.retryable || e.code === "unavailable" ? null : e;
+  if (e instanceof TypeError) return null; // fetch's network error inside the callback
+  return new UnauthorizedError(`The auth callback failed to provide a token: ${e?.message ?? e}`);
+}
 
 const seqOf = (offset) => Number(offset.slice(offset.indexOf("_") + 1));
 const epochOf = (offset) => offset.slice(0, offset.indexOf("_"));
@@ -77,6 +118,8 @@ export class Switchboard {
     this._connected = null; // promise resolved when a socket is open
     this._closed = false;
     this._running = false;
+    this._fatal = null; // the credential error that ended the last attempt to connect
+    this._generation = 0; // which run of the connection loop is the current one
     this._listeners = new Set();
   }
 
@@ -84,7 +127,8 @@ export class Switchboard {
     return new Channel(this, name);
   }
 
-  /** Observe connection state changes: fn("open" | "closed", detail). */
+  /** Observe connection state changes: fn("open" | "closed" | "failed", error). "failed":
+   * the server refused the credentials; nothing reconnects until the next request. */
   onState(fn) {
     this._listeners.add(fn);
     return () => this._listeners.delete(fn);
@@ -123,12 +167,13 @@ export class Switchboard {
       if (response.ok) return response.status === 204 ? null : response.json();
       let payload = null;
       try { payload = (await response.json()).error; } catch { /* not a Switchboard body */ }
-      const error = errorOf(payload ?? { code: "internal", message: `HTTP ${response.status}` }, response.status);
+      let error = errorOf(payload ?? { code: "internal", message: `HTTP ${response.status}` }, response.status);
       if (error.code === "unauthorized" && this.auth && !refreshed) {
         refreshed = true;
         this.token = await this.auth();
         continue;
       }
+      if (error.code === "unauthorized" && !this.token && !this.auth) error = withHint(error, NO_CREDENTIALS_HINT);
       if (!error.retryable || attempt >= 4) throw error;
       await sleep(jitter(attempt, this.options));
     }
@@ -140,28 +185,99 @@ export class Switchboard {
     if (this._closed) throw new SwitchboardError("client_closed", "The client was closed.");
     if (!this._running) {
       this._running = true;
+      this._fatal = null; // a new attempt (the credentials may have been fixed meanwhile)
+      this._generation++;
       this._newConnectedPromise();
-      this._run();
+      this._run().catch((e) => this._failForGood(
+        new SwitchboardError("internal", `The client's connection failed: ${e?.message ?? e}`)));
     }
   }
 
   _newConnectedPromise() {
-    this._connected = new Promise((resolve) => { this._resolveConnected = resolve; });
+    this._connected = new Promise((resolve, reject) => {
+      this._resolveConnected = resolve;
+      this._rejectConnected = reject;
+    });
+    this._connected.catch(() => { /* seen by whoever awaits it; never an unhandled rejection */ });
   }
 
   async _run() {
     let failures = 0;
-    while (!this._closed) {
+    let refreshed = false; // a token was fetched for the refusal being handled
+    const generation = this._generation;
+    while (!this._closed && generation === this._generation) {
       let url = this.wsUrl;
-      if (!this.token && this.auth) this.token = await this.auth();
+      try {
+        if (!this.token && this.auth) this.token = await this.auth();
+      } catch (e) {
+        const error = credentialFailure(e);
+        if (error) { this._failForGood(error); return; }
+        await sleep(jitter(failures++, this.options));
+        continue;
+      }
       if (this.token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
       const opened = Date.now();
       const wasOpen = await this._serve(url);
-      if (this._closed) break;
+      if (this._closed || generation !== this._generation) break;
+      if (!wasOpen) {
+        // A browser is not told why a handshake failed; if it was the credentials, waiting
+        // never helps: ask the HTTP API, and fail now with its reason.
+        const refused = await this._whyRefused();
+        if (refused) {
+          if (refused.code === "unauthorized" && this.auth && !refreshed) {
+            refreshed = true;
+            this.token = null; // the next round asks the auth callback
+            continue;
+          }
+          this._failForGood(refused);
+          return;
+        }
+      } else {
+        refreshed = false;
+      }
       if (wasOpen && Date.now() - opened > this.options.backoffMax) failures = 0;
       await sleep(jitter(failures, this.options));
       failures++;
     }
+  }
+
+  /** Why the server refuses these credentials, in its own words, or null if it does not
+   * (or cannot be asked). One request, no retries. */
+  async _whyRefused() {
+    const channel = this._routes.keys().next().value ?? "_";
+    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    let response;
+    try {
+      response = await fetch(`${this.url}${new Channel(this, channel)._path}`, { headers });
+    } catch {
+      return null; // unreachable: a network problem, retried as usual
+    }
+    if (response.status !== 401 && response.status !== 403) return null;
+    let payload = null;
+    try { payload = (await response.json()).error; } catch { /* not a Switchboard body */ }
+    const error = errorOf(payload ?? {
+      code: response.status === 401 ? "unauthorized" : "forbidden",
+      message: `The server refused the connection (HTTP ${response.status}).`,
+    }, response.status);
+    return error.code === "unauthorized" && !this.token && !this.auth
+      ? withHint(error, NO_CREDENTIALS_HINT) : error;
+  }
+
+  /** End the attempt to connect: every subscription and waiting request gets `error` now;
+   * a later publish or subscribe starts a new attempt. */
+  _failForGood(error) {
+    this._fatal = error;
+    this._running = false;
+    this._generation++; // the loop that was running stops
+    for (const sub of this._routes.values()) sub._push({ kind: "error", error });
+    this._routes.clear();
+    for (const [ref, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.reject(error);
+      this._pending.delete(ref);
+    }
+    this._rejectConnected?.(error);
+    this._emit("failed", error);
   }
 
   /** One socket's life; resolves when it closes (true if it ever opened). */
@@ -243,7 +359,12 @@ export class Switchboard {
     if (frame.type === "error" && sub) {
       const error = errorOf(frame);
       if (error.code === "unauthorized" && this.auth) {
-        Promise.resolve(this.auth()).then((t) => { this.token = t; this._ws?.close(1000, "new token"); });
+        Promise.resolve().then(() => this.auth()).then(
+          (t) => { this.token = t; this._ws?.close(1000, "new token"); },
+          (e) => {
+            this._ws?.close(1000, "no fresh token");
+            this._failForGood(credentialFailure(e) ?? new SwitchboardError("unavailable", `Could not renew the token: ${e?.message ?? e}`));
+          });
       } else if (error.retryable) {
         this._sendSubscribe(sub);
       } else {
@@ -284,9 +405,9 @@ export class Switchboard {
     });
   }
 
-  _emit(state) {
+  _emit(state, detail) {
     for (const fn of this._listeners) {
-      try { fn(state); } catch { /* a listener must not break the client */ }
+      try { fn(state, detail); } catch { /* a listener must not break the client */ }
     }
   }
 }

@@ -250,3 +250,83 @@ def test_the_console_fits_a_phone_screen(stack: Stack, new_page: Any) -> None:
     assert page.locator("#interrupt").is_visible() and page.locator("#steer-input").is_visible()
     shot(page, "08-phone")
     wait_state(page, "done")
+
+
+def watch_console(page: Any) -> list[str]:
+    """Every error or warning the page logs, and every HTTP error it receives."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}")
+            if r.status >= 400 else None)
+    return problems
+
+
+def inspector_numbers(page: Any) -> tuple[int, int, int]:
+    """(MESSAGES count, seq of HEAD, rows listed) as the inspector shows them."""
+    return page.evaluate("""() => [
+        Number(document.querySelector('#inspect-count').textContent),
+        Number(document.querySelector('#inspect-head').textContent.split('_')[1] ?? NaN),
+        document.querySelectorAll('#inspect-list .msg').length]""")
+
+
+def test_a_first_run_counts_right_and_logs_nothing_wrong(stack: Stack, new_page: Any) -> None:
+    page = new_page()
+    problems = watch_console(page)
+    prompt = unique_prompt("What does a newcomer see?")
+    run_id = start_run(page, stack, prompt)
+    wait_state(page, "done")
+    # The inspector follows the new run's channel: its count is the head, live, no reload.
+    page.wait_for_function(
+        "document.querySelector('#inspect-head').textContent.endsWith("
+        "'_' + String(document.querySelectorAll('#inspect-list .msg').length).padStart(16, '0'))",
+        timeout=TIMEOUT_MS,
+    )
+    count, head, rows = inspector_numbers(page)
+    assert count == head == rows > 10
+    with Switchboard(stack.url, api_key=stack.api_key) as sb:
+        assert sb.channel(f"runs:{run_id}").info().head_seq == head
+
+    page.reload()
+    page.wait_for_selector("#conn-state[data-state='resumed']", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"document.querySelectorAll('#inspect-list .msg').length >= "
+                           f"{min(head, 50)}", timeout=TIMEOUT_MS)
+    count, head_after, _ = inspector_numbers(page)
+    assert count == head_after == head
+    assert page.input_value("#prompt-input") == prompt, "the run's question, not the default"
+
+    second = new_page()  # the run's link in a new tab shows its question too
+    second.goto(f"{stack.url}/?run={run_id}")
+    second.wait_for_function(
+        f"document.querySelector('#prompt-input').value === {prompt!r}", timeout=TIMEOUT_MS)
+    assert problems == [], problems
+
+
+def test_the_prompt_box_on_a_phone_shows_whole_lines(stack: Stack, new_page: Any) -> None:
+    page = new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                    is_mobile=True, has_touch=True)
+    page.goto(stack.url + "/")
+    page.click("#start-run")  # the default question: two lines at this width
+    page.wait_for_url("**/?run=*")
+    box = page.evaluate("""() => {
+        const t = document.querySelector('#prompt-input');
+        const s = getComputedStyle(t);
+        const inner = t.clientHeight - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom);
+        return {inner, line: parseFloat(s.lineHeight), scroll: t.scrollHeight,
+                client: t.clientHeight};
+    }""")
+    lines = box["inner"] / box["line"]
+    assert abs(lines - round(lines)) < 0.1, f"{lines:.2f} lines"
+    assert round(lines) >= 2 and box["scroll"] <= box["client"] + 1, box
+    shot(page, "09-phone-prompt")
+
+
+def test_toasts_show_commands_as_code_not_backticks(stack: Stack, new_page: Any) -> None:
+    page = new_page()
+    # A run nobody requested: no agent picks it up, and the page says how to start one.
+    page.goto(f"{stack.url}/?run=nobody-{uuid.uuid4().hex[:6]}")
+    page.wait_for_selector("#toast:not([hidden])", timeout=TIMEOUT_MS)
+    assert "No agent has picked this run up yet" in page.inner_text("#toast")
+    assert "`" not in page.eval_on_selector("#toast", "el => el.textContent")
+    codes = page.eval_on_selector_all("#toast code", "els => els.map(e => e.textContent)")
+    assert codes == ["make dev", "python -m examples.agent"]

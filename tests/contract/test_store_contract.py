@@ -306,6 +306,18 @@ def test_transitions_of_a_gone_or_other_epoch_subscription_fail(store: Any) -> N
     assert store.get_subscription("runs:1", "c1") is None
 
 
+def test_an_unsubscribe_removes_only_subscriptions_received_before_it(store: Any) -> None:
+    from dataclasses import replace
+
+    store.put_connection(conn())
+    store.subscribe(replace(sub(), since_ms=TS + 10), 10)
+    # An unsubscribe sent before that subscribe, handled after it: the subscription stays.
+    assert not store.unsubscribe("runs:1", "c1", received_ms=TS + 5)
+    assert [s.since_ms for s in store.subscribers("runs:1")] == [TS + 10]
+    assert store.unsubscribe("runs:1", "c1", received_ms=TS + 20)
+    assert store.subscribers("runs:1") == []
+
+
 def test_subscription_limit_counts_distinct_channels(store: Any) -> None:
     store.put_connection(conn())
     store.subscribe(sub("a:1"), 2)

@@ -167,3 +167,46 @@ def test_ttl_headers_validation_and_etag(harness: Harness) -> None:
     assert again.status_code == 304
     assert http.delete("/v1/stream/ttl").status_code == 204
     assert http.head("/v1/stream/ttl").status_code == 404
+
+
+def test_an_sse_response_lasts_at_least_its_minimum_and_gathers_what_arrives(
+    harness: Harness,
+) -> None:
+    http = harness.client.http
+    http.put("/v1/stream/sse", headers=TEXT, body="first")
+    fake_sleep = harness.clock.sleep
+
+    def sleep_then_append(seconds: float) -> None:
+        fake_sleep(seconds)
+        if len(harness.clock.slept) == 4:  # 0.4 s into the response
+            harness.services.appender.append(
+                AppendRequest("sse", [NewMessage(b"second")], content_type="text/plain")
+            )
+
+    harness.clock.sleep = sleep_then_append  # type: ignore[method-assign]
+    response = http.get("/v1/stream/sse?offset=-1&live=sse")
+    text = response.body.decode()
+    # Both pieces in one response, which lasted (on the fake clock) its minimum: a client
+    # never sees a connection that ended within a second while data flows.
+    assert text.count("event: data") == 2 and "first" in text and "second" in text
+    assert sum(harness.clock.slept) >= harness.services.settings.sse_min_s - 0.11
+
+
+def test_a_byte_streams_entries_cross_the_websocket_as_base64_slices(harness: Harness) -> None:
+    import base64
+
+    http = harness.client.http
+    payload = bytes(range(256)) * 256  # 64 KiB, not UTF-8
+    http.put("/v1/stream/bin", headers={"content-type": "application/octet-stream"})
+    http.post("/v1/stream/bin", headers={"content-type": "application/octet-stream"},
+              body=payload)
+    harness.connect("c1")
+    harness.send("c1", action="subscribe", channel="bin", **{"from": "-1"})
+    _subscribed, *parts = harness.take("c1")
+    assert all(len(json.dumps(p).encode()) < 32 * 1024 for p in parts)
+    assert [p["slice"] for p in parts] == [[i, len(parts)] for i in range(len(parts))]
+    assert {p["seq"] for p in parts} == {1} and all(p["encoding"] == "base64" for p in parts)
+    assert b"".join(base64.b64decode(p["data"]) for p in parts) == payload
+    # Over HTTP too, the entry is base64, never text with replacement characters.
+    (message,) = http.get("/v1/channels/bin/messages").json_body["messages"]
+    assert base64.b64decode(message["data"]) == payload and message["encoding"] == "base64"

@@ -79,18 +79,44 @@ def test_throttled_posts_are_retried_with_backoff(harness: Harness) -> None:
     assert harness.clock.slept[0] < harness.clock.slept[2]  # exponential
 
 
-def test_a_post_that_keeps_failing_reports_its_records_and_others_still_get_theirs(
+def test_a_connection_that_keeps_failing_is_dropped_and_fails_no_record(
     harness: Harness,
 ) -> None:
     live_subscriber(harness, "good")
     live_subscriber(harness, "bad")
     harness.services.fanout.sender = FlakySender(harness.sender, throttle={}, fail={"bad"})
     publish(harness, "runs:1", 1, 2)
-    result = harness.pump()
-    # Stream sequence numbers of both records: Lambda retries from the lowest one.
-    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == ["100", "101"]
+    # One socket that cannot keep up must not make the stream retry the batch for everyone
+    # (or block the shard): it is dropped, and its client resumes from its offset.
+    assert harness.pump() == {"batchItemFailures": []}
     assert [f["seq"] for f in harness.take("good")] == [1, 2]
-    assert harness.store.get_connection("bad") is not None  # a failure is not Gone
+    assert harness.store.get_connection("bad") is None
+    assert [s.connection_id for s in harness.store.subscribers("runs:1")] == ["good"]
+    assert harness.sender.closed == ["bad"]  # its socket is closed: the client reconnects
+
+
+def test_out_of_time_the_fan_out_fails_the_records_it_did_not_send(harness: Harness) -> None:
+    live_subscriber(harness, "c1")
+    publish(harness, "runs:1", 1, 2)
+    stored = harness.store.drain_stream()
+    records = [(str(100 + i), m) for i, m in enumerate(stored)]
+    report = harness.services.fanout.fan_out(records, deadline_ms=harness.clock.now_ms())
+    assert report.failed_records == {"100", "101"} and report.delivered == 0
+    assert harness.store.get_connection("c1") is not None
+
+
+def test_a_frame_api_gateway_would_refuse_is_skipped_not_retried_forever(
+    harness: Harness,
+) -> None:
+    from chalicelib.core.messages import StoredMessage
+
+    live_subscriber(harness, "c1")
+    meta = harness.services.channels.get("runs:1")
+    huge = StoredMessage("runs:1", meta.epoch, 1, b'"' + b"\\u0000" * 30_000 + b'"', 0, 2**40)
+    small = StoredMessage("runs:1", meta.epoch, 2, b'"ok"', 0, 2**40)
+    report = harness.services.fanout.fan_out([("100", huge), ("101", small)])
+    assert report.failed_records == set()
+    assert [f["seq"] for f in harness.take("c1")] == [2]  # 1 is a gap the client fills
 
 
 def test_replaying_subscribers_are_skipped_by_the_fanout(harness: Harness) -> None:

@@ -184,3 +184,20 @@ def test_large_batches_are_split_into_transactions_under_4_mb(harness: Harness) 
     ).results
     assert [r.seq for r in results] == list(range(1, 99))
     assert len(sizes) > 1 and max(sizes) <= 3_500_000
+
+
+def test_every_browser_facing_route_answers_cors_preflights(harness: Harness) -> None:
+    import app as app_module
+
+    for path, methods in app_module.app.routes.items():
+        if path == "/{proxy+}":
+            continue
+        for method, entry in methods.items():
+            if method == "OPTIONS":
+                continue
+            assert entry.cors is not None, f"{method} {path} answers no CORS preflight"
+            assert entry.cors.allow_origin == "*"
+            assert "Authorization" in entry.cors.allow_headers, (method, path)
+    response = harness.client.http.get("/v1/channels/runs:none",
+                                       headers={"Origin": "https://app.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"

@@ -3,6 +3,7 @@ sender standing in for DynamoDB and API Gateway."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -338,3 +339,60 @@ def test_a_retried_publish_without_an_id_is_recognised_by_its_token(harness: Har
                                                     0, 10)
     assert [m.data() for m in messages] == [1, 2, 3, 1]
     assert "token" not in messages[0].to_dict()  # stored, never delivered
+
+
+def test_deeply_nested_json_gets_an_invalid_frame_error_at_once(harness: Harness) -> None:
+    import time
+
+    harness.connect("c1")
+    deep = '{"action":"publish","ref":"deep","channel":"runs:1","data":' + "[" * 5000 + (
+        "]" * 5000) + "}"
+    started = time.monotonic()
+    harness.send("c1", deep)
+    (error,) = harness.take("c1")
+    assert time.monotonic() - started < 1
+    assert error["code"] == "invalid_frame" and "nested" in error["message"]
+    nested_data = {"action": "publish", "ref": "d2", "channel": "runs:1"}
+    harness.send("c1", json.dumps(nested_data)[:-1] + ',"data":' + "[" * 3000 + "]" * 3000 + "}")
+    (error,) = harness.take("c1")
+    assert error["code"] == "invalid_frame"
+    response = harness.post("/v1/channels/runs:1/messages", "[" * 5000 + "]" * 5000)
+    assert response.status_code == 400
+
+
+def test_an_unsubscribe_handled_after_a_later_subscribe_leaves_it_alone(harness: Harness) -> None:
+    from tests.support.events import frame, ws_event
+
+    harness.connect("c1")
+    harness.send("c1", action="subscribe", channel="runs:1")
+    unsubscribe = ws_event("$default", "c1", frame(action="unsubscribe", ref="u",
+                                                    channel="runs:1"))
+    resubscribe = ws_event("$default", "c1", frame(action="subscribe", ref="s",
+                                                    channel="runs:1"))
+    # The client sent unsubscribe, then subscribe; API Gateway ran them concurrently and the
+    # subscribe finished first.
+    unsubscribe["requestContext"]["requestTimeEpoch"] = 1_764_430_500_000
+    resubscribe["requestContext"]["requestTimeEpoch"] = 1_764_430_500_001
+    harness.client.lambda_.invoke("message", resubscribe)
+    harness.client.lambda_.invoke("message", unsubscribe)
+    replies = {f.get("ref"): f["type"] for f in harness.take("c1")}
+    assert replies["s"] == "subscribed" and replies["u"] == "unsubscribed"
+    (live,) = harness.store.subscribers("runs:1")
+    assert live.since_ms == 1_764_430_500_001
+    publish_rest(harness, "runs:1", "still here")
+    harness.pump()
+    assert [f["data"] for f in harness.take("c1")] == ["still here"]
+
+
+def test_a_pong_carries_the_heads_a_client_asks_for(harness: Harness) -> None:
+    publish_rest(harness, "runs:1", "a", "b")
+    harness.connect("c1")
+    harness.send("c1", action="ping", ref="p", channels=["runs:1", "runs:empty"])
+    (pong,) = harness.take("c1")
+    head = harness.services.channels.get("runs:1").head_offset
+    assert pong == {"type": "pong", "ref": "p", "heads": {"runs:1": head, "runs:empty": "-1"}}
+    harness.send("c1", action="ping", ref="q")
+    assert harness.take("c1") == [{"type": "pong", "ref": "q"}]
+    harness.send("c1", action="ping", ref="r", channels="runs:1")
+    (error,) = harness.take("c1")
+    assert error["code"] == "invalid_frame"

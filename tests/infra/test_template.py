@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -386,3 +387,21 @@ def test_every_accept_header_gets_a_byte_streams_bytes(templates: dict[str, Any]
     assert "*/*" in types and "application/octet-stream" in types
     # The routes Chalice generated are still there (the merge added, replaced nothing).
     assert "/v1/stream/{channel}" in body["paths"]
+
+
+def test_the_zip_carries_bytecode_the_runtime_uses_as_it_is(packaged: dict[str, Packaged]) -> None:
+    import importlib.util
+    import zipfile
+
+    with zipfile.ZipFile(packaged["dev"].zip) as archive:
+        names = set(archive.namelist())
+        tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+        for module in ("app", "chalicelib/services/appends", "chalicelib/handlers/websocket"):
+            parent, _, leaf = module.rpartition("/")
+            pyc = f"{parent + '/' if parent else ''}__pycache__/{leaf}.{tag}.pyc"
+            assert pyc in names, pyc
+            header = archive.read(pyc)[:16]
+            assert header[:4] == importlib.util.MAGIC_NUMBER
+            # PEP 552 flags 0b01: hash-based, not checked against the source (valid whatever
+            # the zip's file times).
+            assert int.from_bytes(header[4:8], "little") == 0b01

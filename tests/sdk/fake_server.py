@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 
 def offset(epoch: str, seq: int) -> str:
@@ -56,11 +57,20 @@ class FakeSwitchboard:
         self.swallow_acks = 0  # this many acks are lost, each followed by a killed socket
         self.answer_pings = True
         self.require_token: str | None = None
+        # Refuse WebSocket handshakes whose token is not `require_token` with this HTTP
+        # status (as API Gateway's authorizer does), instead of closing after the upgrade.
+        self.refuse_status: int | None = None
+        self.refused = 0
+        # `POST /v1/tokens` with `Authorization: Bearer <api_key>` answers `require_token`.
+        self.api_key: str | None = None
+        self.issued: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.server = await serve(self._handle, "127.0.0.1", 0, ping_interval=None)
+        self.server = await serve(
+            self._handle, "127.0.0.1", 0, ping_interval=None, process_request=self._upgrade
+        )
         port = self.server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
 
@@ -137,6 +147,15 @@ class FakeSwitchboard:
 
     # -- WebSocket -------------------------------------------------------------------------
 
+    def _upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.refuse_status is None:
+            return None
+        token = parse_qs(urlsplit(request.path).query).get("token", [None])[0]
+        if token == self.require_token:
+            return None
+        self.refused += 1
+        return connection.respond(self.refuse_status, "")
+
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         query = parse_qs(urlsplit(ws.request.path).query)
@@ -197,6 +216,17 @@ class FakeSwitchboard:
 
     async def _http(self, request: httpx.Request) -> httpx.Response:
         self.http_auth.append(request.headers.get("authorization"))
+        if request.url.path == "/v1/tokens" and request.method == "POST":
+            if self.api_key is None or (
+                request.headers.get("authorization") != f"Bearer {self.api_key}"
+            ):
+                return _error(ContractError("unauthorized", 401,
+                                            "Unknown API key or wrong secret.", {}))
+            body = json.loads(request.content)
+            self.issued.append(body)
+            return httpx.Response(201, json={"token": self.require_token or "minted",
+                                             "client_id": body["client_id"], "expires": 0,
+                                             "capabilities": body["capabilities"]})
         if self.require_token is not None and (
             request.headers.get("authorization") != f"Bearer {self.require_token}"
         ):

@@ -205,6 +205,7 @@ def message_from_item(item: dict[str, Any]) -> StoredMessage:
         id=item["id"]["S"] if "id" in item else None,
         publisher=item["publisher"]["S"] if "publisher" in item else None,
         token=item["rt"]["S"] if "rt" in item else None,
+        raw=bool(item.get("raw", {}).get("BOOL", False)),
     )
 
 
@@ -224,6 +225,8 @@ def message_item(message: StoredMessage) -> dict[str, Any]:
         item["publisher"] = {"S": message.publisher}
     if message.token is not None:
         item["rt"] = {"S": message.token}
+    if message.raw:
+        item["raw"] = {"BOOL": True}
     return item
 
 
@@ -238,6 +241,7 @@ def sub_from_item(item: dict[str, Any]) -> Subscription:
         expires_at=int(item[TTL_ATTRIBUTE]["N"]),
         missed=int(item["missed"]["N"]) if "missed" in item else 0,
         batch=bool(item.get("batch", {}).get("BOOL", False)),
+        since_ms=int(item["since"]["N"]) if "since" in item else 0,
     )
 
 

@@ -392,6 +392,7 @@ class DynamoMessageStore:
             StoredMessage(
                 channel=meta.name, epoch=meta.epoch, seq=first_seq + offset, body=m.body,
                 ts=ts, expires_at=expires_at, id=m.id, publisher=m.publisher, token=m.token,
+                raw=m.raw,
             )
             for offset, m in enumerate(messages)
         ]

@@ -116,16 +116,31 @@ class DynamoSubscriptionStore:
                 "after": num(subscription.after_seq),
                 "state": {"S": SubscriptionState.REPLAYING.value},
                 "batch": {"BOOL": subscription.batch},
+                "since": num(subscription.since_ms),
                 TTL_ATTRIBUTE: num(subscription.expires_at),
             },
         )
 
-    def unsubscribe(self, channel: str, connection_id: str) -> bool:
-        old = self.client.delete_item(
-            TableName=self.connections_table,
-            Key=sub_key(channel, connection_id),
-            ReturnValues="ALL_OLD",
-        ).get("Attributes")
+    def unsubscribe(
+        self, channel: str, connection_id: str, received_ms: int | None = None
+    ) -> bool:
+        condition: dict[str, Any] = {}
+        if received_ms is not None:
+            condition = {
+                "ConditionExpression": "attribute_not_exists(since) OR since <= :u",
+                "ExpressionAttributeValues": {":u": num(received_ms)},
+            }
+        try:
+            old = self.client.delete_item(
+                TableName=self.connections_table,
+                Key=sub_key(channel, connection_id),
+                ReturnValues="ALL_OLD",
+                **condition,
+            ).get("Attributes")
+        except ClientError as error:
+            if is_conflict(error):
+                return False  # a later subscription: it stays
+            raise
         if not old:
             return False
         try:
