@@ -13,11 +13,14 @@ from typing import Any
 
 from chalice.app import (
     Chalice,
+    CloudWatchEvent,
     CORSConfig,
     DynamoDBEvent,
+    Rate,
     Request,
     Response,
     RestAPIEventHandler,
+    SQSEvent,
     WebsocketEvent,
 )
 
@@ -144,6 +147,27 @@ def post_messages(channel: str) -> Response:
     return rest.post_messages(app.current_request, channel)
 
 
+@app.route("/v1/channels/{channel}/presence", methods=["GET"], cors=API_CORS)
+def get_presence(channel: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.get_presence(app.current_request, channel)
+
+
+@app.route(
+    "/v1/channels/{channel}/presence/{instance}", methods=["PUT"],
+    content_types=STREAM_CONTENT_TYPES, cors=API_CORS,
+)
+def put_presence(channel: str, instance: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.put_presence(app.current_request, channel, instance)
+
+
+@app.route("/v1/channels/{channel}/presence/{instance}", methods=["DELETE"], cors=API_CORS)
+def delete_presence(channel: str, instance: str) -> Response:
+    from chalicelib.handlers import rest
+    return rest.delete_presence(app.current_request, channel, instance)
+
+
 @app.route(
     "/v1/stream/{channel}",
     methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
@@ -153,6 +177,102 @@ def post_messages(channel: str) -> Response:
 def stream(channel: str) -> Response:
     from chalicelib.handlers import durable_streams
     return durable_streams.dispatch(app.current_request, channel)
+
+
+# A stream path of several segments is one channel: /v1/stream/events/a is events:a
+# (docs/durable-streams.md, "Stream paths"). Chalice passes no greedy value to the view; the
+# handler reads it from the event (API Gateway and the dev gateway put it there).
+@app.route(
+    "/v1/stream/{channel}/{path+}",
+    methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
+    content_types=STREAM_CONTENT_TYPES,
+    cors=STREAM_CORS,
+)
+def stream_path(channel: str) -> Response:
+    from chalicelib.handlers import durable_streams, wakes
+    if channel == "__ds":
+        return wakes.no_such_api(app.current_request)
+    rest = wakes.greedy_param(app.current_request, "path", f"/v1/stream/{channel}/")
+    return durable_streams.dispatch(app.current_request, f"{channel}/{rest}")
+
+
+# Durable Streams subscriptions: the reserved /v1/stream/__ds/ APIs (literal segments win
+# over {channel}, on API Gateway as in the dev gateway).
+@app.route("/v1/stream/__ds/jwks.json", methods=["GET"], cors=STREAM_CORS)
+def ds_jwks() -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.jwks(app.current_request)
+
+
+@app.route("/v1/stream/__ds/subscriptions", methods=["GET"], cors=STREAM_CORS)
+def ds_subscriptions() -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.list_subscriptions(app.current_request)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}",
+    methods=["GET", "PUT", "DELETE"],
+    content_types=STREAM_CONTENT_TYPES,
+    cors=STREAM_CORS,
+)
+def ds_subscription(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.subscription(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/streams",
+    methods=["POST"], content_types=STREAM_CONTENT_TYPES, cors=STREAM_CORS,
+)
+def ds_subscription_streams(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.add_streams(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/streams/{stream+}",
+    methods=["DELETE"], cors=STREAM_CORS,
+)
+def ds_subscription_stream(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.remove_stream(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/callback",
+    methods=["POST"], content_types=STREAM_CONTENT_TYPES, cors=STREAM_CORS,
+)
+def ds_callback(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.callback(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/claim",
+    methods=["POST"], content_types=STREAM_CONTENT_TYPES, cors=STREAM_CORS,
+)
+def ds_claim(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.claim(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/ack",
+    methods=["POST"], content_types=STREAM_CONTENT_TYPES, cors=STREAM_CORS,
+)
+def ds_ack(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.ack(app.current_request, subscription)
+
+
+@app.route(
+    "/v1/stream/__ds/subscriptions/{subscription}/release",
+    methods=["POST"], content_types=STREAM_CONTENT_TYPES, cors=STREAM_CORS,
+)
+def ds_release(subscription: str) -> Response:
+    from chalicelib.handlers import wakes
+    return wakes.release(app.current_request, subscription)
 
 
 # Every other path: the contract's JSON 404, not API Gateway's own 403 "Missing
@@ -192,6 +312,15 @@ def disconnect(event: WebsocketEvent) -> dict[str, Any]:
     return websocket.disconnect(event)
 
 
+# Members whose connection vanished without a $disconnect stop heartbeating: the sweeper
+# removes them and logs their leave (infra/ also runs it between these minutes; the dev server
+# every few seconds).
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="presence_sweeper")
+def presence_sweeper(event: CloudWatchEvent) -> dict[str, Any]:
+    from chalicelib.handlers import presence
+    return presence.sweep(event.context)
+
+
 # Chalice reads the stream ARN when it packages the app: infra/ (or .chalice/config.json)
 # provides it; the placeholder keeps imports working where no stream exists (tests, dev).
 @app.on_dynamodb_record(
@@ -205,3 +334,33 @@ def disconnect(event: WebsocketEvent) -> dict[str, Any]:
 def fanout_records(event: DynamoDBEvent) -> dict[str, Any]:
     from chalicelib.handlers import fanout
     return fanout.handle(event.to_dict(), event.context)
+
+
+# Durable Streams subscriptions: the second consumer of the messages stream (its own event
+# source mapping; infra/trigger.py) raises links and starts wakes...
+@app.on_dynamodb_record(
+    stream_arn=os.environ.get(
+        "SWITCHBOARD_MESSAGES_STREAM_ARN",
+        "arn:aws:dynamodb:us-east-1:000000000000:table/switchboard-messages/stream/local",
+    ),
+    batch_size=100,
+    starting_position="LATEST",
+    name="wake_records",
+)
+def wake_records(event: DynamoDBEvent) -> dict[str, Any]:
+    from chalicelib.handlers import wakes
+    return wakes.handle_records(event.to_dict(), event.context)
+
+
+# ...and the wake queue's consumer delivers them (webhooks, wake events, retries, leases).
+# infra/ points it at the queue it declares; the placeholder keeps imports working.
+@app.on_sqs_message(
+    queue_arn=os.environ.get(
+        "SWITCHBOARD_WAKE_QUEUE_ARN", "arn:aws:sqs:us-east-1:000000000000:switchboard-wake-jobs"
+    ),
+    batch_size=10,
+    name="wake_jobs",
+)
+def wake_jobs(event: SQSEvent) -> dict[str, Any]:
+    from chalicelib.handlers import wakes
+    return wakes.handle_jobs(event.to_dict(), event.context)

@@ -64,6 +64,47 @@ _STREAM_RESPONSES = {
 }
 
 
+_SUBSCRIPTION = {
+    "name": "subscription", "in": "path", "required": True,
+    "description": "Subscription id: 1-128 of [A-Za-z0-9._~@-].",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._~@-]{1,128}$"},
+    "example": "agent-runs",
+}
+_SUBSCRIPTION_ERRORS = {
+    "400": _error("Invalid input (code INVALID_REQUEST or WEBHOOK_URL_REJECTED)."),
+    "401": _error("Missing or invalid credentials or wake token (UNAUTHORIZED, "
+                  "TOKEN_INVALID, TOKEN_EXPIRED)."),
+    "403": _error("The credentials do not cover the subscription's streams."),
+    "404": _error("No such subscription (SUBSCRIPTION_NOT_FOUND)."),
+    "500": _error("Server failure (no details are given)."),
+}
+_ACK_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/WakeAck"}}}}
+
+
+def _subscription_post(operation: str, description: str, ok: dict[str, Any],
+                       security: bool = True) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "parameters": [_SUBSCRIPTION],
+        "post": {"operationId": operation, "description": description,
+                 "requestBody": _ACK_BODY if operation != "addSubscriptionStreams" else {
+                     "required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["streams"],
+                         "properties": {"streams": {"type": "array", "items": {
+                             "type": "string"}}}}}}},
+                 "responses": {**ok, "409": _error(
+                     "FENCED (a stale wake), ALREADY_CLAIMED, NO_PENDING_WORK or "
+                     "INVALID_OFFSET."), **_SUBSCRIPTION_ERRORS}},
+    }
+    if operation == "claimWake":
+        item["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["worker"],
+                       "properties": {"worker": {"type": "string"}}}}}}
+    if not security:
+        item["post"]["security"] = [{"wakeToken": []}]
+    return item
+
+
 def _header(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "header", "required": False, "description": description,
             "schema": {"type": "string"}}
@@ -213,6 +254,40 @@ def document() -> dict[str, Any]:
                         "503": _error("The channel is too busy; retry (ids make it safe)."),
                         **_COMMON}},
             },
+            "/v1/channels/{channel}/presence": {
+                "parameters": [_CHANNEL],
+                "get": {"operationId": "presenceMembers",
+                        "description": "The channel's members now (needs subscribe or "
+                                       "history). Changes are logged in the channel "
+                                       "<channel>@presence.",
+                        "responses": {"200": _json("Members", "The members, oldest first."),
+                                      **_COMMON}},
+            },
+            "/v1/channels/{channel}/presence/{instance}": {
+                "parameters": [_CHANNEL, {
+                    "name": "instance", "in": "path", "required": True,
+                    "description": "The backend's name for this member (no '/', '#' or "
+                                   "spaces), e.g. worker-3.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+                "put": {"operationId": "enterPresence",
+                        "description": "Enter or update presence ({\"data\": {...}}), or "
+                                       "with no body heartbeat; needs presence. A member "
+                                       "not heard from for expires_in seconds is gone.",
+                        "requestBody": {"required": False, "content": {"application/json": {
+                            "schema": {"type": "object", "additionalProperties": False,
+                                       "properties": {"data": {"type": "object"}}}}}},
+                        "responses": {"200": _json("PresenceEntered", "Entered or kept."),
+                                      "404": _error("A heartbeat for a member that left or "
+                                                    "expired: enter again."),
+                                      "413": _error("The data is over 1 KB, or the channel "
+                                                    "has the most members it may have."),
+                                      "429": _error("Updates too fast; retry_after_ms."),
+                                      "503": _error("The presence log is too busy; retry."),
+                                      **_COMMON}},
+                "delete": {"operationId": "leavePresence",
+                           "responses": {"204": {"description": "Left."},
+                                         "404": _error("Not a member."), **_COMMON}},
+            },
             "/v1/stream/{channel}": {
                 "parameters": [_CHANNEL],
                 "description": "The Durable Streams protocol: docs/durable-streams.md.",
@@ -221,12 +296,94 @@ def document() -> dict[str, Any]:
                             "responses": _STREAM_RESPONSES}
                    for method in ("get", "head", "put", "post", "delete")},
             },
+            "/v1/stream/{channel}/{path+}": {
+                "parameters": [_CHANNEL, {
+                    "name": "path+", "in": "path", "required": True,
+                    "description": "More segments of a multi-segment stream path: "
+                                   "/v1/stream/events/a is the channel events:a.",
+                    "schema": {"type": "string", "minLength": 1}}],
+                "description": "The same stream as /v1/stream/{channel} with its segments "
+                               "joined by ':' (docs/durable-streams.md, 'Stream paths').",
+                **{method: {"operationId": f"streamPath{method.title()}",
+                            "parameters": _STREAM_PARAMETERS.get(method, []),
+                            "responses": _STREAM_RESPONSES}
+                   for method in ("get", "head", "put", "post", "delete")},
+            },
+            "/v1/stream/__ds/jwks.json": {"get": {
+                "operationId": "webhookJwks", "security": [],
+                "description": "The public keys (Ed25519, JWK set) that verify webhook "
+                               "signatures.",
+                "responses": {"200": {"description": "The JWK set.", "content": {
+                    "application/jwk-set+json": {"schema": {"type": "object"}}}}}}},
+            "/v1/stream/__ds/subscriptions": {"get": {
+                "operationId": "listSubscriptions",
+                "description": "The subscriptions the caller may administer (a Switchboard "
+                               "addition), 100 per page.",
+                "parameters": [_query("after", "Continue after this subscription id."),
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
+                "responses": {"200": {"description": "A page.", "content": {
+                    "application/json": {"schema": {"type": "object",
+                                                    "required": ["subscriptions", "next"]}}}},
+                    **_SUBSCRIPTION_ERRORS}}},
+            "/v1/stream/__ds/subscriptions/{subscription}": {
+                "parameters": [_SUBSCRIPTION],
+                "description": "Durable Streams subscriptions (webhook, pull-wake): "
+                               "docs/durable-streams.md, 'Subscriptions'.",
+                "put": {"operationId": "putSubscription",
+                        "requestBody": {"required": True, "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubscriptionRequest"}}}},
+                        "responses": {
+                            "200": _json("Subscription", "It exists with this configuration."),
+                            "201": _json("Subscription", "Created."),
+                            "409": _error("It exists with another configuration "
+                                          "(SUBSCRIPTION_ALREADY_EXISTS)."),
+                            **_SUBSCRIPTION_ERRORS}},
+                "get": {"operationId": "getSubscription",
+                        "responses": {"200": _json("Subscription", "The subscription."),
+                                      **_SUBSCRIPTION_ERRORS}},
+                "delete": {"operationId": "deleteSubscription",
+                           "responses": {"204": {"description": "Deleted (or never existed)."},
+                                         **_SUBSCRIPTION_ERRORS}},
+            },
+            "/v1/stream/__ds/subscriptions/{subscription}/streams": _subscription_post(
+                "addSubscriptionStreams", "Link more streams explicitly (at their tail).",
+                {"204": {"description": "Linked."}}),
+            "/v1/stream/__ds/subscriptions/{subscription}/streams/{stream+}": {
+                "parameters": [_SUBSCRIPTION, {
+                    "name": "stream+", "in": "path", "required": True,
+                    "description": "The stream path, URL-encoded or not.",
+                    "schema": {"type": "string", "minLength": 1}}],
+                "delete": {"operationId": "removeSubscriptionStream",
+                           "responses": {"204": {"description": "Unlinked."},
+                                         **_SUBSCRIPTION_ERRORS}},
+            },
+            "/v1/stream/__ds/subscriptions/{subscription}/callback": _subscription_post(
+                "wakeCallback", "A webhook consumer's acks; done ends the wake, else the "
+                "lease is extended. Authorization: Bearer <callback_token>.",
+                {"200": _json("WakeAckResult", "Applied.")}, security=False),
+            "/v1/stream/__ds/subscriptions/{subscription}/claim": _subscription_post(
+                "claimWake", "A pull-wake worker takes the pending work.",
+                {"200": _json("WakeClaim", "Claimed.")}),
+            "/v1/stream/__ds/subscriptions/{subscription}/ack": _subscription_post(
+                "ackWake", "A pull-wake worker's acks (heartbeat without done). "
+                "Authorization: Bearer <claim token>.",
+                {"200": _json("WakeAckResult", "Applied.")}, security=False),
+            "/v1/stream/__ds/subscriptions/{subscription}/release": _subscription_post(
+                "releaseWake", "Give the claimed wake back; a new wake follows if work is "
+                "left. Authorization: Bearer <claim token>.",
+                {"204": {"description": "Released."}}, security=False),
         },
         "components": {
-            "securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "A token from POST /v1/tokens, or (backends) an API key as "
-                               "<key id>:<secret>."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A token from POST /v1/tokens, or (backends) an API key as "
+                                   "<key id>:<secret>."},
+                "wakeToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "The wake's callback_token (webhook) or claim token "
+                                   "(pull-wake)."}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message", "detail"],
@@ -256,6 +413,26 @@ def document() -> dict[str, Any]:
                                    "created": {"type": "integer"},
                                    "content_type": {"type": "string"},
                                    "message_count": {"type": "integer", "minimum": 0}}},
+                "Member": {
+                    "type": "object",
+                    "required": ["key", "client_id", "data", "entered", "updated", "via"],
+                    "properties": {"key": {"type": "string"},
+                                   "client_id": {"type": ["string", "null"]},
+                                   "data": {"type": "object"},
+                                   "entered": {"type": "integer"},
+                                   "updated": {"type": "integer"},
+                                   "via": {"enum": ["websocket", "http"]}}},
+                "Members": {"type": "object", "required": ["channel", "members"],
+                            "properties": {"channel": {"type": "string"},
+                                           "members": {"type": "array", "items": {
+                                               "$ref": "#/components/schemas/Member"}}}},
+                "PresenceEntered": {
+                    "type": "object",
+                    "required": ["channel", "member", "heartbeat_s", "expires_in"],
+                    "properties": {"channel": {"type": "string"},
+                                   "member": {"type": "string"},
+                                   "heartbeat_s": {"type": "integer"},
+                                   "expires_in": {"type": "integer"}}},
                 "TokenRequest": {
                     "type": "object", "required": ["client_id", "capabilities"],
                     "additionalProperties": False,
@@ -263,8 +440,54 @@ def document() -> dict[str, Any]:
                         "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
                         "capabilities": {"type": "object", "additionalProperties": {
                             "type": "array", "items": {"enum": [
-                                "subscribe", "publish", "history", "admin", "*"]}}},
+                                "subscribe", "publish", "history", "admin", "presence",
+                                "*"]}}},
                         "ttl": {"type": "integer", "minimum": 1, "maximum": 86400}}},
+                "SubscriptionRequest": {
+                    "type": "object", "required": ["type"], "additionalProperties": False,
+                    "properties": {
+                        "type": {"enum": ["webhook", "pull-wake"]},
+                        "pattern": {"type": "string", "description": "A glob: * one segment, "
+                                    "** zero or more; the first segment literal."},
+                        "streams": {"type": "array", "items": {"type": "string"}},
+                        "webhook": {"type": "object", "required": ["url"],
+                                    "properties": {"url": {"type": "string"}}},
+                        "wake_stream": {"type": "string"},
+                        "lease_ttl_ms": {"type": "integer", "minimum": 1000,
+                                         "maximum": 600000},
+                        "description": {"type": "string"}}},
+                "Subscription": {
+                    "type": "object", "required": ["id", "type", "streams", "status"],
+                    "properties": {
+                        "id": {"type": "string"}, "subscription_id": {"type": "string"},
+                        "type": {"type": "string"}, "pattern": {"type": ["string", "null"]},
+                        "streams": {"type": "array", "items": {"type": "object"}},
+                        "webhook": {"type": "object"}, "wake_stream": {"type": "string"},
+                        "lease_ttl_ms": {"type": "integer"}, "created_at": {"type": "string"},
+                        "status": {"enum": ["active", "failed"]},
+                        "description": {"type": ["string", "null"]},
+                        "generation": {"type": "integer"}}},
+                "WakeAck": {
+                    "type": "object", "required": ["wake_id", "generation"],
+                    "properties": {
+                        "wake_id": {"type": "string"}, "generation": {"type": "integer"},
+                        "acks": {"type": "array", "items": {
+                            "type": "object", "required": ["stream", "offset"],
+                            "properties": {"stream": {"type": "string"},
+                                           "offset": {"type": "string"}}}},
+                        "done": {"type": "boolean"}}},
+                "WakeAckResult": {
+                    "type": "object", "required": ["ok", "next_wake"],
+                    "properties": {"ok": {"type": "boolean"},
+                                   "next_wake": {"type": "boolean"}}},
+                "WakeClaim": {
+                    "type": "object",
+                    "required": ["wake_id", "generation", "token", "streams", "lease_ttl_ms"],
+                    "properties": {"wake_id": {"type": "string"},
+                                   "generation": {"type": "integer"},
+                                   "token": {"type": "string"},
+                                   "streams": {"type": "array", "items": {"type": "object"}},
+                                   "lease_ttl_ms": {"type": "integer"}}},
                 "Token": {"type": "object",
                           "required": ["token", "client_id", "expires", "capabilities"],
                           "properties": {"token": {"type": "string"},

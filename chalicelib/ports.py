@@ -7,6 +7,10 @@
     Clock               time and sleeping                adapters/clock, tests' FakeClock
     Metrics             counters                         adapters/metrics
     KeyRing             API keys by id                   adapters/keys
+    WakeStore           Durable Streams subscriptions    adapters/dynamodb/wakes, memory_wakes
+    WakeQueue           delayed wake jobs                adapters/sqs, memory_wakes
+    WebhookPoster       signed webhook POSTs             adapters/webhooks, memory_wakes
+    SigningKeys         the webhook signing keys         adapters/signing
 
 Each store has an in-memory twin (tests, and anything that must not touch AWS) and an AWS
 adapter; one contract suite (tests/contract) runs against every store implementation.
@@ -22,8 +26,10 @@ from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
 from .core.logs import LogEntry
 from .core.messages import NewMessage, StoredMessage
+from .core.presence import Member
 from .core.producers import ProducerState
 from .core.subscriptions import Connection, Handover, Subscription
+from .core.wakes import IndexEntry, Link, WakeSubscription
 
 
 class AppendConflictError(Exception):
@@ -287,6 +293,51 @@ class LeaseStore(Protocol):
         """Give the lease back (a no-op if it is not held)."""
 
 
+class PresenceStore(Protocol):
+    """Presence members (core/presence.py), the channels a connection has members on, and
+    the minute buckets the sweeper checks."""
+
+    def put_member(self, member: Member) -> Member | None:
+        """Create or replace ``member``; the member as it was, or None if it is new. A
+        WebSocket member is also recorded on its connection (:meth:`linked`)."""
+
+    def touch_member(
+        self, channel: str, key: str, expires_at: int, updated_ms: int
+    ) -> Member | None:
+        """A heartbeat: push the member's expiry to ``expires_at``; the member as it was,
+        or None (and nothing written) if it is not a member."""
+
+    def remove_member(
+        self, channel: str, key: str, expired_by: int | None = None
+    ) -> Member | None:
+        """Remove the member (with ``expired_by``: only if its expiry is at or before that,
+        so a member that heartbeated meanwhile stays); what was removed, or None."""
+
+    def members(self, channel: str) -> list[Member]:
+        """The channel's members (a Query on the channel's key), expired ones included."""
+
+    def linked(self, connection_id: str) -> list[str]:
+        """The channels on which this connection has members."""
+
+    def mark_due(self, bucket: int, channel: str, key: str, expires_at: int) -> None:
+        """Have the sweeper look at this member, due at ``expires_at``, in minute ``bucket``
+        (written whenever a member's expiry moves into a new minute)."""
+
+    def due(self, bucket: int, until: int) -> list[tuple[str, str]]:
+        """(channel, member key) of the entries of minute ``bucket`` due at or before
+        ``until`` (epoch seconds)."""
+
+    def expiries(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The current expiry of each of these members that still exists."""
+
+    def swept_bucket(self) -> int | None:
+        """The first minute the sweeper still looks at (every earlier one was swept after it
+        ended); None before the first sweep."""
+
+    def set_swept_bucket(self, bucket: int) -> None:
+        """Move :meth:`swept_bucket` forward (never back)."""
+
+
 class ConnectionSender(Protocol):
     def send(self, endpoint: str, connection_id: str, data: str) -> None:
         """Post one frame; raise ConnectionGoneError, SendThrottledError or SendFailedError."""
@@ -320,3 +371,97 @@ NO_METRICS: Metrics = NullMetrics()
 class KeyRing(Protocol):
     def get(self, key_id: str) -> ApiKey | None:
         """The API key with this id, or None."""
+
+
+# -- Durable Streams subscriptions (core/wakes.py, services/wakes.py) ------------------------
+
+
+class WakeStore(Protocol):
+    """Wake subscriptions, their per-stream links and the index the stream consumer reads.
+
+    A subscription's configuration and delivery state change only by compare-and-set on its
+    ``version``; links change by monotone single-item updates (tails up, acks up).
+    """
+
+    def create(self, sub: WakeSubscription) -> bool:
+        """Store a new subscription (version 1) and its pattern index entry, if no
+        subscription has that id; False if one has."""
+
+    def get(self, sub_id: str) -> WakeSubscription | None:
+        """Strongly consistent read."""
+
+    def list_ids(self, after: str | None, limit: int) -> list[str]:
+        """Subscription ids in order, after ``after``, at most ``limit``."""
+
+    def save(
+        self, sub: WakeSubscription, expected_version: int,
+        unchanged: Mapping[str, str | None] | None = None,
+    ) -> bool:
+        """Replace the subscription (``version`` becomes ``expected_version + 1``) if it is
+        still at ``expected_version`` and every link named in ``unchanged`` still has that
+        tail (channel -> tail; None: the link must not exist); False otherwise. Atomic."""
+
+    def delete(self, sub: WakeSubscription) -> None:
+        """Remove the subscription, its index entries and its links."""
+
+    def matching(self, channel: str) -> list[IndexEntry]:
+        """Index entries that may cover ``channel``: patterns of its namespace (the caller
+        matches them) and explicit links of exactly this channel."""
+
+    def link_explicit(self, sub: WakeSubscription, channel: str, at: str) -> Link:
+        """Link ``channel`` explicitly (a new link starts acked at ``at``); idempotent."""
+
+    def unlink_explicit(self, sub: WakeSubscription, channel: str) -> None:
+        """Remove the explicit link (a glob link of the same stream stays); idempotent."""
+
+    def advance(
+        self, sub_id: str, incarnation: str, channel: str, tail: str,
+        new_acked: str | None = None,
+    ) -> Link | None:
+        """Raise the link's tail to ``tail`` (never lower it); a missing link is created (as
+        a glob link acked at ``new_acked``) only when ``new_acked`` is given. The link as it
+        is afterwards, or None if it does not exist."""
+
+    def ack(self, sub_id: str, incarnation: str, channel: str, offset: str) -> Link | None:
+        """Move the link's acked offset up to ``offset`` (never down, never past the tail);
+        the link after, or None if it is missing."""
+
+    def links(
+        self, sub_id: str, incarnation: str, channels: Sequence[str] | None = None,
+    ) -> dict[str, Link]:
+        """The links of these channels (all of them when None), strongly consistent."""
+
+
+class WakeQueue(Protocol):
+    def send(self, job: str, delay_ms: int) -> None:
+        """Deliver ``job`` (a JSON document) to the wake job handler after ``delay_ms``
+        (at most 15 minutes), at least once."""
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int  # 0 when no HTTP answer came (refused, timed out, unsafe address)
+    body: bytes = b""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class WebhookPoster(Protocol):
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> WebhookResponse:
+        """POST ``body``; never raises for the receiver's failures (they are the answer)."""
+
+
+class SigningKeys(Protocol):
+    def sign(self, message: bytes) -> tuple[str, bytes]:
+        """(kid, Ed25519 signature) with the active key."""
+
+    def active_kid(self) -> str: ...
+
+    def jwks(self) -> dict[str, object]:
+        """Every published public key (active and not yet retired), as a JWK set."""
+
+    def token_keys(self) -> list[bytes]:
+        """HMAC keys for wake tokens: the first signs, any verifies."""

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     channels_table: str = "switchboard-channels"
     messages_table: str = "switchboard-messages"
     connections_table: str = "switchboard-connections"
+    # Durable Streams subscriptions (docs/durable-streams.md, "Subscriptions").
+    wakes_table: str = "switchboard-wakes"
     region: str = Field("us-east-1", validation_alias="AWS_REGION")
     # Endpoint of DynamoDB; unset on AWS. `switchboard dev` points it at moto.
     dynamodb_endpoint: str | None = None
@@ -75,6 +77,13 @@ class Settings(BaseSettings):
     max_replays_per_principal: int = Field(20, ge=1, le=1000)
     max_replays_per_connection: int = Field(4, ge=1, le=100)
 
+    # -- presence (core/presence.py) --
+    presence_ttl_s: int = Field(40, ge=5, le=3600)  # gone this long after the last heartbeat
+    presence_max_members: int = Field(200, ge=1, le=10_000)
+    presence_max_updates_per_s: float = Field(2.0, gt=0, le=100)
+    # How far back the very first sweep looks (later ones start where the last one ended).
+    presence_sweep_minutes: int = Field(3, ge=1, le=60)
+
     # -- authentication (docs/auth.md) --
     # Off only for local hacking (`switchboard dev --no-auth`); on everywhere else.
     auth_enabled: bool = True
@@ -94,6 +103,24 @@ class Settings(BaseSettings):
     # Browser origins allowed to open WebSockets; ["*"] allows any (the dev server's default).
     allowed_origins: list[str] = Field(default_factory=list)
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+
+    # -- Durable Streams subscriptions (webhooks and pull-wake) --
+    # The SQS queue of delayed wake jobs (deliveries, retries, lease checks).
+    wake_queue_url: str | None = None
+    # Endpoint of SQS and Secrets Manager; unset on AWS. `switchboard dev` points them at moto.
+    aws_endpoint: str | None = None
+    # The webhook signing secret (adapters/signing.py): a Secrets Manager secret id on AWS, or
+    # the seed itself (dev and tests only).
+    webhook_signing_secret_id: str | None = None
+    webhook_signing_seed: str | None = None
+    webhook_signing_refresh_s: int = Field(300, ge=0)
+    # http:// webhooks to loopback (localhost, 127.0.0.0/8, [::1]): `switchboard dev` and
+    # tests only. Off on AWS, where 127.0.0.1:9001 is the Lambda runtime API.
+    webhook_allow_loopback: bool = False
+    webhook_timeout_s: float = Field(10.0, gt=0, le=25)
+    # The public base URL of the REST API (a custom domain); callback and JWKS URLs are built
+    # from it. Unset: from the request that created the subscription.
+    public_url: str | None = None
 
     @field_validator("namespace_retention")
     @classmethod

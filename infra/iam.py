@@ -19,7 +19,13 @@ Where the actions come from (chalicelib/adapters/dynamodb/, read per call):
                (first_retained's binary search over expired items);
 - connections: PutItem (put_connection, subscribe), UpdateItem (subscribe, unsubscribe, go_live),
                GetItem + BatchWriteItem (delete_connection), DeleteItem (unsubscribe),
-               Query (subscribers: fan-out only).
+               Query (subscribers: fan-out only); presence members, minute lists and the
+               sweep cursor (GetItem, PutItem, UpdateItem, DeleteItem, Query, and the
+               sweeper's BatchGetItem);
+- wakes:       Durable Streams subscriptions (dynamodb/wakes.py): GetItem (get), PutItem (save,
+               create's transaction, explicit index), UpdateItem (links), ConditionCheckItem
+               (save's transaction), BatchGetItem (links), Query (links, the index),
+               DeleteItem + BatchWriteItem (delete, unlink).
 
 TransactWriteItems has no IAM action of its own: each item is authorised as the PutItem,
 UpdateItem or ConditionCheckItem it is. Nothing Scans, and no function gets ``dynamodb:*``.
@@ -31,25 +37,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-CHANNELS, MESSAGES, CONNECTIONS = "channels", "messages", "connections"
-TABLES = (CHANNELS, MESSAGES, CONNECTIONS)
+CHANNELS, MESSAGES, CONNECTIONS, WAKES = "channels", "messages", "connections", "wakes"
+TABLES = (CHANNELS, MESSAGES, CONNECTIONS, WAKES)
 
 # CloudFormation logical ids of what the grants point at (declared in infra/stack.py).
 TABLE_LOGICAL_IDS = {
     CHANNELS: "ChannelsTable",
     MESSAGES: "MessagesTable",
     CONNECTIONS: "ConnectionsTable",
+    WAKES: "WakesTable",
 }
 WEBSOCKET_API_LOGICAL_ID = "WebsocketAPI"  # Chalice's name for the WebSocket API
 DLQ_LOGICAL_ID = "FanoutDeadLetterQueue"
 SECRET_LOGICAL_ID = "ApiKeysSecret"
+# Durable Streams subscriptions: the job queue (deliveries, retries, leases), its dead letters
+# (jobs that keep failing, and stream batches the wake consumer gave up on), the signing key.
+WAKE_QUEUE_LOGICAL_ID = "WakeJobsQueue"
+WAKE_DLQ_LOGICAL_ID = "WakeDeadLetterQueue"
+SIGNING_SECRET_LOGICAL_ID = "WebhookSigningSecret"
 
 # What ChannelService does against the store: every function that publishes or reads.
 _CHANNEL_SERVICE = {
-    CHANNELS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
-               "ConditionCheckItem"),
+    CHANNELS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"),
     MESSAGES: ("GetItem", "PutItem", "Query"),
 }
+# What WakeService does against the wakes table (stream consumer, jobs, REST routes).
+_WAKES = ("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "BatchGetItem", "Query")
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,12 @@ class Grants:
     read_api_keys: bool = False
     # Only where no $connect authorizer runs (`chalice deploy`): $connect verifies tokens itself.
     read_api_keys_without_authorizer: bool = False
+    # Durable Streams subscriptions: queue wake jobs, consume them (the SQS trigger), read the
+    # webhook signing secret, set aside stream batches the wake consumer gave up on.
+    send_wake_jobs: bool = False
+    consume_wake_jobs: bool = False
+    read_signing_key: bool = False
+    send_to_wake_dlq: bool = False
 
     def table_actions(self, table: str) -> list[str]:
         return sorted(f"dynamodb:{a}" for a in set(self.tables.get(table, ())))
@@ -79,11 +98,26 @@ def _merge(*parts: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     return {table: tuple(sorted(actions)) for table, actions in merged.items()}
 
 
+# Presence (adapters/dynamodb/presence.py, in the connections table): enter and heartbeat
+# write members and the sweeper's minute lists; a leave deletes the member and unlinks it from
+# its connection; members are listed with a Query.
+_PRESENCE = {CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")}
+_PRESENCE_LEAVE = {CONNECTIONS: ("GetItem", "UpdateItem", "DeleteItem", "Query")}
+
 # Keys are Chalice's function names (the ``lambda_functions`` keys of .chalice/config.json).
 FUNCTIONS: dict[str, Grants] = {
-    # Every REST route: /v1/channels/* and /v1/stream/* (ChannelService only).
+    # Every REST route: /v1/channels/* and /v1/stream/* (ChannelService), and the reserved
+    # subscription APIs /v1/stream/__ds/* (wakes: delete too; wake jobs for leases and the
+    # next wake; the signing secret for the JWKS and wake tokens).
     # Bearer API keys and tokens are checked on every request; POST /v1/tokens signs tokens.
-    "api_handler": Grants(tables=_CHANNEL_SERVICE, read_api_keys=True),
+    # Forks and the soft delete check the source and its fork bookkeeping in their
+    # transactions (ConditionCheckItem on the channels table).
+    "api_handler": Grants(
+        tables=_merge(_CHANNEL_SERVICE, _PRESENCE,
+                      {CHANNELS: ("ConditionCheckItem",),
+                       WAKES: (*_WAKES, "DeleteItem", "BatchWriteItem")}),
+        read_api_keys=True, send_wake_jobs=True, read_signing_key=True,
+    ),
     # The $connect authorizer verifies the token and hands its claims to every later event.
     "ws_authorizer": Grants(read_api_keys=True),
     # $connect stores the connection item (with the authorizer's claims).
@@ -98,19 +132,39 @@ FUNCTIONS: dict[str, Grants] = {
         tables=_merge(
             _CHANNEL_SERVICE,
             {
+                CHANNELS: ("ConditionCheckItem",),
                 CONNECTIONS: ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"),
             },
+            _PRESENCE,
         ),
         post_to_connections=True,
         read_api_keys=True,
     ),
-    "websocket_disconnect": Grants(tables={CONNECTIONS: ("GetItem", "BatchWriteItem")}),
-    # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets.
+    # The connection's members leave presence (their leave appended to the presence log).
+    "websocket_disconnect": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+        CONNECTIONS: ("GetItem", "BatchWriteItem")})),
+    # The stream consumer: find subscribers, post, drop stale subscriptions and gone sockets
+    # (whose members leave presence).
     "fanout_records": Grants(
-        tables={CONNECTIONS: ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem")},
+        tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+            CONNECTIONS: ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem")}),
         post_to_connections=True,
         read_messages_stream=True,
         send_to_dlq=True,
+    ),
+    # The scheduled sweep of members that stopped heartbeating (their leave logged).
+    "presence_sweeper": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {
+        CONNECTIONS: ("BatchGetItem",)})),
+    # The messages stream's second consumer: raise links, start wakes (queue their delivery).
+    "wake_records": Grants(
+        tables={WAKES: _WAKES}, read_messages_stream=True, send_wake_jobs=True,
+        send_to_wake_dlq=True,
+    ),
+    # The wake queue's consumer: webhook POSTs (signed), wake events appended to a wake
+    # stream (ChannelService), retries and lease checks queued again.
+    "wake_jobs": Grants(
+        tables=_merge(_CHANNEL_SERVICE, {WAKES: _WAKES}), send_wake_jobs=True,
+        consume_wake_jobs=True, read_signing_key=True,
     ),
 }
 
@@ -123,6 +177,9 @@ FUNCTION_LOGICAL_IDS = {
     "websocket_message": "WebsocketMessage",
     "websocket_disconnect": "WebsocketDisconnect",
     "fanout_records": "FanoutRecords",
+    "presence_sweeper": "PresenceSweeper",
+    "wake_records": "WakeRecords",
+    "wake_jobs": "WakeJobs",
 }
 ROLE_LOGICAL_IDS = {
     "api_handler": "ApiHandlerRole",
@@ -131,6 +188,9 @@ ROLE_LOGICAL_IDS = {
     "websocket_message": "WebsocketMessageRole",
     "websocket_disconnect": "WebsocketDisconnectRole",
     "fanout_records": "FanoutRecordsRole",
+    "presence_sweeper": "PresenceSweeperRole",
+    "wake_records": "WakeRecordsRole",
+    "wake_jobs": "WakeJobsRole",
 }
 LOG_GROUP_LOGICAL_IDS = {
     function: role.removesuffix("Role") + "LogGroup" for function, role in ROLE_LOGICAL_IDS.items()
@@ -143,6 +203,9 @@ FUNCTION_NAMES = {
     "websocket_message": "ws-message",
     "websocket_disconnect": "ws-disconnect",
     "fanout_records": "fanout",
+    "presence_sweeper": "presence-sweeper",
+    "wake_records": "wake-records",
+    "wake_jobs": "wake-jobs",
 }
 
 STREAM_READ_ACTIONS = [
@@ -152,6 +215,9 @@ STREAM_READ_ACTIONS = [
 # permissions (IAM accepts only "*"), and it lists stream ARNs, not data.
 LIST_STREAMS_ACTION = "dynamodb:ListStreams"
 LOG_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+# What Lambda's SQS event source mapping does with the function's role.
+CONSUME_QUEUE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                         "sqs:ChangeMessageVisibility"]
 
 
 def function_name(app: str, stage: str, function: str) -> str:
@@ -171,6 +237,9 @@ class _Arns:
     connections_api: Any
     dlq: Any
     secret: Any
+    wake_queue: Any
+    wake_dlq: Any
+    signing_secret: Any
 
 
 def _statements(grants: Grants, arns: _Arns, log_group: Any,
@@ -186,6 +255,17 @@ def _statements(grants: Grants, arns: _Arns, log_group: Any,
         statements.append(_statement("ListStreams", [LIST_STREAMS_ACTION], ["*"]))
     if grants.send_to_dlq:
         statements.append(_statement("SetAsideFailedBatches", ["sqs:SendMessage"], [arns.dlq]))
+    if grants.send_to_wake_dlq:
+        statements.append(_statement("SetAsideFailedWakeBatches", ["sqs:SendMessage"],
+                                     [arns.wake_dlq]))
+    if grants.send_wake_jobs:
+        statements.append(_statement("SendWakeJobs", ["sqs:SendMessage"], [arns.wake_queue]))
+    if grants.consume_wake_jobs:
+        statements.append(_statement("ConsumeWakeJobs", CONSUME_QUEUE_ACTIONS,
+                                     [arns.wake_queue]))
+    if grants.read_signing_key:
+        statements.append(_statement("ReadWebhookSigningKey", ["secretsmanager:GetSecretValue"],
+                                     [arns.signing_secret]))
     if grants.post_to_connections:
         statements.append(
             _statement("PostToConnections", ["execute-api:ManageConnections"],
@@ -209,6 +289,9 @@ def cloudformation_policy(app: str, stage: str, api_stage: str, function: str) -
         },
         dlq={"Fn::GetAtt": [DLQ_LOGICAL_ID, "Arn"]},
         secret={"Ref": SECRET_LOGICAL_ID},
+        wake_queue={"Fn::GetAtt": [WAKE_QUEUE_LOGICAL_ID, "Arn"]},
+        wake_dlq={"Fn::GetAtt": [WAKE_DLQ_LOGICAL_ID, "Arn"]},
+        signing_secret={"Ref": SIGNING_SECRET_LOGICAL_ID},
     )
     log_group = {
         "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
@@ -232,6 +315,9 @@ def chalice_policy(app: str, stage: str, api_stage: str, function: str) -> dict[
         connections_api=f"arn:aws:execute-api:*:*:*/{api_stage}/POST/@connections/*",
         dlq=f"arn:aws:sqs:*:*:{app}-{stage}-fanout-dlq",
         secret=f"arn:aws:secretsmanager:*:*:secret:{app}/{stage}/api-keys-*",
+        wake_queue=f"arn:aws:sqs:*:*:{app}-{stage}-wake-jobs",
+        wake_dlq=f"arn:aws:sqs:*:*:{app}-{stage}-wake-dlq",
+        signing_secret=f"arn:aws:secretsmanager:*:*:secret:{app}/{stage}/webhook-signing-*",
     )
     log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{app}-{stage}-*:*"
     return {"Version": "2012-10-17",

@@ -160,12 +160,19 @@ def add_commands(commands: Any) -> None:
     p = commands.add_parser("delete", parents=[common], help="delete a channel and its log")
     p.add_argument("channel", metavar="CHANNEL", help="channel name, e.g. runs:7f3a")
 
+    from . import cli_subscriptions
 
-COMMANDS = ("publish", "tail", "history", "info", "create", "delete")
+    cli_subscriptions.add(commands, common)
+
+
+COMMANDS = ("publish", "tail", "history", "info", "create", "delete", "subscriptions")
 
 
 def run_client(args: argparse.Namespace) -> int:
+    from . import cli_subscriptions
+
     handler: Callable[[Switchboard, argparse.Namespace], Awaitable[None]] = {
+        "subscriptions": cli_subscriptions.run,
         "publish": _publish,
         "tail": _tail,
         "history": _history,

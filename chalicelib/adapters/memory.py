@@ -15,6 +15,7 @@ from ..core.channels import ChannelMeta
 from ..core.forks import fork_member
 from ..core.logs import EntryKind, LogEntry
 from ..core.messages import NewMessage, StoredMessage
+from ..core.presence import Member
 from ..core.producers import ProducerState
 from ..core.subscriptions import Connection, Handover, Subscription, SubscriptionState
 from ..ports import (
@@ -454,3 +455,79 @@ class RecordingSender:
         with self._lock:
             self.closed.append(connection_id)
             self.gone.add(connection_id)
+
+
+class MemoryPresenceStore:
+    """The PresenceStore twin."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.members_by_channel: dict[str, dict[str, Member]] = {}
+        self.links: dict[str, set[str]] = {}
+        self.buckets: dict[int, set[tuple[int, str, str]]] = {}
+        self.swept: int | None = None
+
+    def put_member(self, member: Member) -> Member | None:
+        with self._lock:
+            before = self.members_by_channel.setdefault(member.channel, {}).get(member.key)
+            self.members_by_channel[member.channel][member.key] = member
+            if member.connection_id is not None:
+                self.links.setdefault(member.connection_id, set()).add(member.channel)
+            return before
+
+    def touch_member(
+        self, channel: str, key: str, expires_at: int, updated_ms: int
+    ) -> Member | None:
+        with self._lock:
+            before = self.members_by_channel.get(channel, {}).get(key)
+            if before is not None:
+                self.members_by_channel[channel][key] = replace(
+                    before, expires_at=max(before.expires_at, expires_at)
+                )
+            return before
+
+    def remove_member(
+        self, channel: str, key: str, expired_by: int | None = None
+    ) -> Member | None:
+        with self._lock:
+            current = self.members_by_channel.get(channel, {}).get(key)
+            if current is None or (expired_by is not None and current.expires_at > expired_by):
+                return None
+            del self.members_by_channel[channel][key]
+            if current.connection_id is not None:  # one member per connection and channel
+                self.links.get(current.connection_id, set()).discard(channel)
+            return current
+
+    def members(self, channel: str) -> list[Member]:
+        with self._lock:
+            return list(self.members_by_channel.get(channel, {}).values())
+
+    def linked(self, connection_id: str) -> list[str]:
+        with self._lock:
+            return sorted(self.links.get(connection_id, set()))
+
+    def mark_due(self, bucket: int, channel: str, key: str, expires_at: int) -> None:
+        with self._lock:
+            self.buckets.setdefault(bucket, set()).add((expires_at, channel, key))
+
+    def due(self, bucket: int, until: int) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted({(c, k) for exp, c, k in self.buckets.get(bucket, set())
+                           if exp <= until})
+
+    def expiries(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        with self._lock:
+            out = {}
+            for channel, key in members:
+                member = self.members_by_channel.get(channel, {}).get(key)
+                if member is not None:
+                    out[(channel, key)] = member.expires_at
+            return out
+
+    def swept_bucket(self) -> int | None:
+        with self._lock:
+            return self.swept
+
+    def set_swept_bucket(self, bucket: int) -> None:
+        with self._lock:
+            self.swept = max(self.swept or bucket, bucket)

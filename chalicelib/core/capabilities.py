@@ -6,7 +6,9 @@ A capability maps channel-name patterns to operations, as in Ably and Centrifugo
 
 Patterns: ``*`` (every channel), ``prefix*`` (every channel whose name starts with
 ``prefix``, e.g. ``runs:*``), or an exact channel name. Operations: ``subscribe``,
-``publish``, ``history`` (reads over HTTP), ``admin`` (create, delete, retention) and ``*``.
+``publish``, ``history`` (reads over HTTP), ``admin`` (create, delete, retention),
+``presence`` (enter, update and leave presence) and ``*``. A channel's presence log
+(``<channel>@presence``) is governed by the channel's own grants.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 
 from .errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 from .names import validate_channel
+from .presence import base_channel
 
 SUBSCRIBE = "subscribe"
 PUBLISH = "publish"
 HISTORY = "history"
 ADMIN = "admin"
-OPERATIONS = (SUBSCRIBE, PUBLISH, HISTORY, ADMIN)
+PRESENCE = "presence"  # enter, update and leave presence (core/presence.py)
+OPERATIONS = (SUBSCRIBE, PUBLISH, HISTORY, ADMIN, PRESENCE)
 MAX_GRANTS = 100
 
 
@@ -105,6 +109,8 @@ class Capabilities:
         return cls((("*", frozenset(OPERATIONS)),))
 
     def allows(self, channel: str, operation: str) -> bool:
+        # A channel's presence log (``runs:1@presence``) is read with the channel's rights.
+        channel = base_channel(channel)
         return any(
             operation in ops and _pattern_matches(pattern, channel) for pattern, ops in self.grants
         )

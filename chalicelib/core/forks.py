@@ -130,7 +130,8 @@ def parse_source(value: str) -> str:
     path = urlsplit(value.strip()).path if "://" in value else value.strip()
     marker = path.find(_STREAM_PATH)
     name = path[marker + len(_STREAM_PATH) :] if marker >= 0 else path
-    return unquote(name)
+    # A multi-segment stream path (``a/b``) is the channel ``a:b`` (docs/durable-streams.md).
+    return unquote(name).strip("/").replace("/", ":")
 
 
 def parse_fork_offset(value: str) -> Position:

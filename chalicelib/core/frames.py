@@ -15,7 +15,8 @@ from .messages import PublishResult, StoredMessage, validate_id
 from .names import validate_channel
 from .offsets import StartRequest, parse_start
 
-ACTIONS = ("subscribe", "unsubscribe", "publish", "ping")
+ACTIONS = ("subscribe", "unsubscribe", "publish", "ping", "presence")
+PRESENCE_OPS = ("enter", "update", "heartbeat", "leave")
 MAX_REF_LENGTH = 128
 
 
@@ -27,6 +28,8 @@ class Subscribe:
     # Several messages per frame ({"type": "messages", ...}): fewer, fuller frames for a
     # backlog or a busy channel. Off unless asked for, so v0 clients see one per frame.
     batch: bool = False
+    # Also follow the channel's presence: a `members` snapshot, then its presence log.
+    presence: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,17 @@ class Ping:
 MAX_PING_CHANNELS = 20
 
 
-ClientFrame = Subscribe | Unsubscribe | Publish | Ping
+@dataclass(frozen=True)
+class Presence:
+    """Enter, update, heartbeat or leave presence on a channel, as this connection."""
+
+    ref: str | None
+    channel: str
+    op: str
+    data: Any
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Ping | Presence
 
 
 def ref_of(body: str | bytes | None) -> str | None:
@@ -112,10 +125,19 @@ def parse_client_frame(body: str | bytes | None, max_bytes: int) -> ClientFrame:
         return Ping(ref, tuple(dict.fromkeys(validate_channel(c) for c in listed)))
     channel = validate_channel(obj.get("channel"))
     if action == "subscribe":
-        batch = obj.get("batch", False)
-        if not isinstance(batch, bool):
-            raise InvalidFrameError("'batch' must be true or false.", {"field": "batch"})
-        return Subscribe(ref, channel, parse_start(obj.get("from", "now")), batch)
+        batch, presence = obj.get("batch", False), obj.get("presence", False)
+        if not isinstance(batch, bool) or not isinstance(presence, bool):
+            field = "batch" if not isinstance(batch, bool) else "presence"
+            raise InvalidFrameError(f"'{field}' must be true or false.", {"field": field})
+        return Subscribe(ref, channel, parse_start(obj.get("from", "now")), batch, presence)
+    if action == "presence":
+        op = obj.get("op")
+        if op not in PRESENCE_OPS:
+            raise InvalidFrameError(
+                f"'op' must be one of {', '.join(PRESENCE_OPS)}.",
+                {"field": "op", "allowed": list(PRESENCE_OPS)},
+            )
+        return Presence(ref, channel, op, obj.get("data"))
     if action == "unsubscribe":
         return Unsubscribe(ref, channel)
     if "data" not in obj:
@@ -232,6 +254,22 @@ def ack_frame(ref: str | None, result: PublishResult) -> str:
             ref,
         )
     )
+
+
+def presence_frame(
+    ref: str | None, channel: str, op: str, member: str, heartbeat_s: int | None
+) -> str:
+    frame: dict[str, Any] = {"type": "presence", "channel": channel, "op": op,
+                             "member": member}
+    if heartbeat_s is not None:
+        frame["heartbeat_s"] = heartbeat_s
+    return dumps(_with_ref(frame, ref))
+
+
+def members_frame(channel: str, members: list[dict[str, Any]], offset: str, seq: int) -> str:
+    """The presence snapshot: it reflects the presence log up to ``seq``/``offset``."""
+    return dumps({"type": "members", "channel": channel, "members": members,
+                  "offset": offset, "seq": seq})
 
 
 def pong_frame(ref: str | None, heads: dict[str, str] | None = None) -> str:

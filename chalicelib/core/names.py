@@ -7,6 +7,9 @@ import re
 from .errors import InvalidChannelError
 
 MAX_NAME_BYTES = 256
+# Durable Streams reserves /v1/stream/__ds/... for its subscription APIs (core/wakes.py), so
+# no channel's first segment may be it (``_`` is otherwise a channel character).
+RESERVED_NAMESPACE = "__ds"
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@-]+\Z")
 
 
@@ -26,7 +29,14 @@ def validate_channel(name: object) -> str:
             f"Channel names are at most {MAX_NAME_BYTES} bytes; this one is longer.",
             {"channel": name[:64] + "…", "max_bytes": MAX_NAME_BYTES},
         )
-    for segment in name.split(":"):
+    segments = name.split(":")
+    if segments[0] == RESERVED_NAMESPACE:
+        raise InvalidChannelError(
+            f"Channel names starting with {RESERVED_NAMESPACE!r} are reserved (Durable "
+            "Streams subscription APIs live under /v1/stream/__ds/).",
+            {"channel": name},
+        )
+    for segment in segments:
         if not _SEGMENT.match(segment):
             raise InvalidChannelError(
                 f"Invalid channel name {name!r}: use segments of letters, digits and "

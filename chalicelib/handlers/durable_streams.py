@@ -25,7 +25,7 @@ from ..observability import logger
 from ..services.appends import AppendOutcome, StreamClosedError
 from ..services.streams import AppendStream, CreateStream, StreamService
 from . import invocation
-from .http import error_response, path_channel, request_body
+from .http import error_response, request_body, stream_path_channel
 from .principals import http_principal
 
 P = ParamSpec("P")
@@ -88,7 +88,9 @@ def _respond(body: str | bytes, status: int, headers: dict[str, str]) -> Respons
 
 @stream_errors
 def dispatch(request: Request, channel: str) -> Response:
-    channel = path_channel(channel)
+    """``channel``: the path after /v1/stream/ as API Gateway passes it (one segment, or
+    several joined by ``/`` for the greedy route)."""
+    channel = stream_path_channel(channel)
     method = request.method.upper()
     principal = http_principal(request, channel, _OPERATIONS.get(method, ADMIN))
     # Appends are stamped with who authenticated; nothing in the request can say otherwise.

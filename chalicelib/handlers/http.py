@@ -70,6 +70,12 @@ def path_channel(raw: str) -> str:
     return validate_channel(unquote(raw))
 
 
+def stream_path_channel(raw: str) -> str:
+    """The channel named by a Durable Streams path: ``events/a`` (or ``events%2Fa``, or
+    ``events:a``) is the channel ``events:a`` (docs/durable-streams.md, "Stream paths")."""
+    return validate_channel(unquote(raw).strip("/").replace("/", ":"))
+
+
 def parse_json(raw: bytes | None, what: str = "The request body") -> Any:
     if not raw:
         raise InvalidRequestError(f"{what} is empty; send JSON.")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from chalice.app import Request, Response
 
 from .. import __version__
 from ..bootstrap import services
-from ..core.capabilities import ADMIN, HISTORY, PUBLISH
+from ..core.capabilities import ADMIN, HISTORY, PRESENCE, PUBLISH, SUBSCRIBE
 from ..core.errors import (
     ConflictError,
     InvalidRequestError,
@@ -18,6 +19,7 @@ from ..core.errors import (
 )
 from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.offsets import parse_start
+from ..core.presence import validate_instance
 from ..services.appends import AppendRequest
 from . import invocation
 from .http import (
@@ -39,7 +41,7 @@ def _body(request: Request) -> bytes | None:
 def no_such_route(request: Request) -> Response:
     path = str((request.context or {}).get("path") or "")
     hint = ""
-    if path.startswith(("/v1/channels/", "/v1/stream/")):
+    if path.startswith("/v1/channels/"):
         hint = " Channel names hold no '/': segments are separated by ':' (runs:7f3a)."
     raise NotFoundError(
         f"No such route: {request.method} {path[:200]}.{hint} The API is described at "
@@ -182,3 +184,57 @@ def _ack(result: PublishResult) -> dict[str, Any]:
         "offset": result.offset,
         "duplicate": result.duplicate,
     }
+
+
+# -- presence ---------------------------------------------------------------------------------
+
+
+@handles_errors
+def get_presence(request: Request, channel: str) -> Response:
+    channel = path_channel(channel)
+    principal = http_principal(request)
+    # Who is here is what a subscriber sees anyway (its `members` snapshot): either right.
+    if not principal.capabilities.allows(channel, SUBSCRIBE):
+        principal.require(channel, HISTORY, services().channels.clock.now_ms() / 1000)
+    members = services().presence.members(channel)
+    return json_response({"channel": channel, "members": [m.to_dict() for m in members]})
+
+
+@handles_errors
+def put_presence(request: Request, channel: str, instance: str) -> Response:
+    """Enter or update presence as a backend without a WebSocket (``{"data": {...}}``), or,
+    with no body, heartbeat: a member that stops is gone after ``expires_in`` seconds."""
+    channel = path_channel(channel)
+    instance = validate_instance(unquote(instance))
+    principal = http_principal(request, channel, PRESENCE)
+    raw = _body(request)
+    svc = services()
+    if raw:
+        body = parse_json(raw)
+        if not isinstance(body, dict) or set(body) - {"data"}:
+            raise InvalidRequestError(
+                'The body is {"data": {...}} to enter or update; send no body to heartbeat.'
+            )
+        member = svc.presence.enter(
+            principal, channel, instance, body.get("data"),
+            deadline_ms=invocation.deadline_ms(svc.channels.clock),
+        )
+    else:
+        member = svc.presence.heartbeat(principal, channel, instance)
+    return json_response({
+        "channel": channel, "member": member.key, "heartbeat_s": svc.presence.heartbeat_s,
+        "expires_in": svc.settings.presence_ttl_s,
+    })
+
+
+@handles_errors
+def delete_presence(request: Request, channel: str, instance: str) -> Response:
+    channel = path_channel(channel)
+    instance = validate_instance(unquote(instance))
+    principal = http_principal(request, channel, PRESENCE)
+    svc = services()
+    if not svc.presence.leave(principal, channel, instance,
+                              invocation.deadline_ms(svc.channels.clock)):
+        raise NotFoundError(f"{instance!r} is not in {channel!r}'s presence.",
+                            {"channel": channel})
+    return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})

@@ -37,11 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ..core.channels import ChannelMeta
-from ..core.errors import ConflictError, RateLimitedError, TooLargeError
+from ..core.errors import ConflictError, ForbiddenError, RateLimitedError, TooLargeError
 from ..core.logs import EntryKind, LogEntry, Tail
 from ..core.messages import NewMessage, PublishResult, check_size
 from ..core.names import validate_channel
 from ..core.offsets import new_epoch
+from ..core.presence import is_presence_log
 from ..core.producers import (
     ProducerRequest,
     ProducerState,
@@ -99,6 +100,8 @@ class AppendRequest:
     # A client's retry of a publish whose answer it lost: its messages' request tokens are
     # looked for before anything is stored.
     retry: bool = False
+    # Written by the service itself (a presence log): clients may not append there.
+    system: bool = False
 
     @property
     def guarded(self) -> bool:
@@ -170,6 +173,12 @@ class Appender:
         original seq (``duplicate``). ``deadline_ms`` (epoch ms) bounds the retries: the
         Lambda's remaining time, by default ``append_budget_s`` from now."""
         validate_channel(request.channel)
+        if is_presence_log(request.channel) and not request.system:
+            raise ForbiddenError(
+                f"{request.channel!r} is a presence log: it records presence changes "
+                "(enter, update, leave presence instead); it takes no publishes.",
+                {"channel": request.channel},
+            )
         self._check_limits(request)
         now = self.clock.now_ms()
         budget = now + int(self.settings.append_budget_s * 1000)

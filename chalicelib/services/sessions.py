@@ -15,7 +15,8 @@ from ..core.capabilities import PUBLISH, SUBSCRIBE, Principal
 from ..core.channels import ChannelMeta
 from ..core.errors import InternalError, SwitchboardError, TooLargeError, UnavailableError
 from ..core.messages import NewMessage, StoredMessage
-from ..core.offsets import encode
+from ..core.offsets import StartRequest, encode
+from ..core.presence import member_key, presence_log
 from ..core.subscriptions import Connection, Handover, Subscription, SubscriptionState
 from ..observability import logger
 from ..ports import (
@@ -33,6 +34,7 @@ from ..settings import Settings
 from .appends import Appender, AppendRequest
 from .channels import ChannelService
 from .limits import Limiter
+from .presence import PresenceService
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,12 @@ class SessionService:
         settings: Settings,
         clock: Clock,
         metrics: Metrics = NO_METRICS,
+        presence: PresenceService | None = None,
         limiter: Limiter | None = None,  # None: replays are not bounded (a bare test setup)
     ) -> None:
         self.channels = channels
         self.appender = appender
+        self.presence = presence
         self.subscriptions = subscriptions
         self.sender = sender
         self.settings = settings
@@ -87,7 +91,13 @@ class SessionService:
         )
 
     def end_connection(self, connection_id: str) -> None:
-        """The connection is gone (however we learnt it): forget it and its subscriptions."""
+        """The connection is gone (however we learnt it): its members leave presence, and
+        it and its subscriptions are forgotten."""
+        if self.presence is not None:
+            try:
+                self.presence.leave_connection(connection_id)
+            except Exception:  # its members expire instead: never block the cleanup
+                logger.exception("presence leave failed")
         self.subscriptions.delete_connection(connection_id)
         self.metrics.count("ConnectionsEnded")
 
@@ -108,6 +118,10 @@ class SessionService:
                 self._publish(ctx, frame)
             elif isinstance(frame, frames.Subscribe):
                 self._subscribe(ctx, frame)
+                if frame.presence:
+                    self._follow_presence(ctx, frame)
+            elif isinstance(frame, frames.Presence):
+                self._presence(ctx, frame)
             else:
                 self.subscriptions.unsubscribe(
                     frame.channel, ctx.connection_id, ctx.received_ms
@@ -141,6 +155,42 @@ class SessionService:
             meta = self.channels.with_tail(meta)
             heads[name] = meta.head_offset if meta.head else "-1"
         return heads
+
+    def _presence(self, ctx: WsContext, frame: frames.Presence) -> None:
+        """This connection enters, updates, heartbeats or leaves presence on a channel."""
+        presence = self._presence_service()
+        key = member_key(ctx.principal.publisher, ctx.connection_id)
+        if frame.op == "leave":
+            presence.leave(ctx.principal, frame.channel, ctx.connection_id, ctx.deadline_ms)
+            self._send(ctx, frames.presence_frame(frame.ref, frame.channel, "leave", key, None))
+            return
+        if frame.op == "heartbeat":
+            presence.heartbeat(ctx.principal, frame.channel, ctx.connection_id)
+            if frame.ref is None:  # the SDKs' heartbeats: no reply, one WebSocket message less
+                return
+        else:
+            presence.enter(ctx.principal, frame.channel, ctx.connection_id, frame.data,
+                           ctx.connection_id, ctx.deadline_ms)
+        self._send(ctx, frames.presence_frame(frame.ref, frame.channel, frame.op, key,
+                                              presence.heartbeat_s))
+
+    def _follow_presence(self, ctx: WsContext, frame: frames.Subscribe) -> None:
+        """A subscriber that asked for presence: its channel's presence log from now, then
+        the members as they are. The log's head is read *before* the members, so every
+        event at or below the snapshot's ``seq`` is in it; a client drops those (they may
+        arrive before the snapshot) and applies the later ones in order: a change applied
+        twice is harmless, and the state converges."""
+        log = presence_log(frame.channel)
+        self._subscribe(ctx, frames.Subscribe(None, log, StartRequest("now"), frame.batch))
+        meta = self.channels.with_tail(self.channels.stored(log, create=True))
+        members = [m.to_dict() for m in self._presence_service().members(frame.channel)]
+        self._send(ctx, frames.members_frame(frame.channel, members, meta.head_offset,
+                                             meta.head))
+
+    def _presence_service(self) -> PresenceService:
+        if self.presence is None:
+            raise UnavailableError("Presence is not configured on this server.")
+        return self.presence
 
     def _publish(self, ctx: WsContext, frame: frames.Publish) -> None:
         ctx.principal.require(frame.channel, PUBLISH, self.clock.now_ms() / 1000)

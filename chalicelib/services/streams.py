@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from ..core import streams as protocol
 from ..core.capabilities import Principal
 from ..core.channels import ChannelMeta
-from ..core.errors import ConflictError, InvalidRequestError, NotFoundError
+from ..core.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from ..core.forks import parse_fork_offset, parse_source, parse_sub_offset
 from ..core.logs import EntryKind
 from ..core.messages import NewMessage
 from ..core.offsets import StartRequest
+from ..core.presence import is_presence_log
 from ..core.producers import ProducerRequest
 from ..ports import Clock
 from ..settings import Settings
@@ -87,6 +88,12 @@ class StreamService:
     ) -> tuple[ChannelMeta, bool]:
         """Create the stream (or fork), or return it when it exists with the same
         configuration (``created`` False); :class:`ConflictError` when it differs."""
+        if is_presence_log(request.name):
+            raise ForbiddenError(
+                f"{request.name!r} is a presence log: presence creates it and writes it "
+                "(enter, update, leave presence); read it with GET.",
+                {"channel": request.name},
+            )
         if request.forked_from is None and (
             request.fork_sub_offset is not None or request.fork_offset is not None
         ):

@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._options import Options
 from ._recovery import Gap, Recovery, RecoveryStats
+from ._subscriptions import Subscriptions, Wake
 from ._tokens import AgentRun, StreamResult, TextAssembler, read_text, stream_text
 from ._types import BEGINNING, NOW, Ack, ChannelInfo, HistoryPage, Message
 
@@ -66,12 +67,14 @@ __all__ = [
     "RecoveryStats",
     "StreamResult",
     "Subscription",
+    "Subscriptions",
     "Switchboard",
     "SwitchboardError",
     "TextAssembler",
     "TooLargeError",
     "UnauthorizedError",
     "UnavailableError",
+    "Wake",
     "read_text",
     "stream_text",
 ]

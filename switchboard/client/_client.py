@@ -33,6 +33,7 @@ from ._errors import (
 from ._http import HttpApi, TokenProvider
 from ._options import Options, backoff_delay
 from ._recovery import Recovery, RecoveryStats
+from ._subscriptions import Subscriptions
 from ._types import BEGINNING, NOW, Ack, ChannelInfo, HistoryPage, Message, is_offset
 
 DEFAULT_URL = _env.DEFAULT_URL
@@ -118,6 +119,11 @@ class Switchboard:
 
     def channel(self, name: str) -> Channel:
         return Channel(self, name)
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """Durable Streams subscriptions (webhook and pull-wake): _subscriptions.py."""
+        return Subscriptions(self.http)
 
     async def issue_token(
         self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600

@@ -164,6 +164,17 @@ class HttpApi:
         if isinstance(error, UnauthorizedError) and not self._credentials.given:
             return with_hint(error, NO_CREDENTIALS_HINT)
         return error
+    async def request_with_token(self, method: str, path: str, token: str, json: Any) -> Any:
+        """One request authorized by a token other than the client's (a wake's callback or
+        claim token: Durable Streams subscriptions), not retried."""
+        try:
+            response = await self._client.request(
+                method, path, json=json, headers={"Authorization": f"Bearer {token}"})
+        except httpx.TransportError as exc:
+            raise UnavailableError(f"Could not reach {self._client.base_url}: {exc}.") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response.json() if response.content else None
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -396,7 +396,9 @@ class Gateway:
         if not 200 <= status < 300:
             await websocket.send_denial_response(Response(denial, status_code=status))
             return
-        connection = Connection(peer, websocket, last_active_ms=peer.connected_at_ms)
+        # The idle clock starts when the socket is open ($connect may have taken a while: a
+        # cold handler, a busy machine); the 2-hour limit counts from the connect request.
+        connection = Connection(peer, websocket, last_active_ms=_now_ms())
         await websocket.accept(subprotocol=subprotocol)
         self.connections[peer.connection_id] = connection
         watchdog = asyncio.create_task(self._watch(connection))

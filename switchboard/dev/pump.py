@@ -311,8 +311,10 @@ class StreamPump(threading.Thread):
         with self._lock:
             self.stats.batches += 1
         started = time.perf_counter()
-        context = LambdaContext(FUNCTION_NAME, timeout_s=self.function.timeout_s,
-                                memory_mb=self.function.memory_mb)
+        context = LambdaContext(
+            FUNCTION_NAME if self.function.name == FANOUT
+            else f"switchboard-dev-{self.function.name}",
+            timeout_s=self.function.timeout_s, memory_mb=self.function.memory_mb)
         call = self._invoker.submit(self.handler, {"Records": batch}, context)
         try:
             result = call.result(self.function.timeout_s if self.enforce_timeout else None)

@@ -43,7 +43,9 @@ class ApiGatewayRouteMatcher(RouteMatcher):
       parses it as ``urlparse``'s parameter separator, so ``/v1/stream/a;b`` reached the
       channel ``a``);
     - a greedy ``{name+}`` segment (the last of a route) matches one or more segments;
-      literal routes win over captures, and a greedy route only matches what no other does.
+    - the most specific route wins, segment by segment from the left: a literal segment
+      over a ``{capture}``, a capture over a greedy tail (so ``/v1/stream/__ds/...`` is
+      never a stream, and ``/{proxy+}`` only takes what nothing else does).
     """
 
     def match_route(self, url: str) -> MatchResult:
@@ -53,21 +55,23 @@ class ApiGatewayRouteMatcher(RouteMatcher):
         if path != "/" and path.endswith("/"):
             path = path[:-1]
         parts = path.split("/")
-        greedy: tuple[str, dict[str, str]] | None = None
+        best: tuple[tuple[int, ...], str, dict[str, str]] | None = None
         for route_url in self.route_urls:
             url_parts = route_url.split("/")
             captured: dict[str, str] = {}
+            score: tuple[int, ...] | None = None
             if url_parts[-1].startswith("{") and url_parts[-1].endswith("+}"):
                 fixed = url_parts[:-1]
-                if greedy is None and len(parts) > len(fixed) and _same(parts, fixed, captured):
+                if len(parts) > len(fixed) and _same(parts, fixed, captured):
                     captured[url_parts[-1][1:-2]] = "/".join(parts[len(fixed):])
-                    greedy = (route_url, captured)
-                continue
-            if len(parts) == len(url_parts) and _same(parts, url_parts, captured):
-                return MatchResult(route_url, captured, query_params)
-        if greedy is not None:
-            return MatchResult(greedy[0], greedy[1], query_params)
-        raise ValueError(f"No matching route found for: {url}")
+                    score = (*_specificity(fixed), 0)
+            elif len(parts) == len(url_parts) and _same(parts, url_parts, captured):
+                score = (*_specificity(url_parts), 3)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, route_url, captured)
+        if best is None:
+            raise ValueError(f"No matching route found for: {url}")
+        return MatchResult(best[1], best[2], query_params)
 
 
 def _same(parts: list[str], route_parts: list[str], captured: dict[str, str]) -> bool:
@@ -77,6 +81,10 @@ def _same(parts: list[str], route_parts: list[str], captured: dict[str, str]) ->
         elif part != route_part:
             return False
     return True
+
+
+def _specificity(route_parts: list[str]) -> tuple[int, ...]:
+    return tuple(1 if p.startswith("{") and p.endswith("}") else 2 for p in route_parts)
 
 
 class DevRestGateway(LocalGateway):

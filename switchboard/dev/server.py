@@ -37,6 +37,8 @@ from .agent import AgentProcess
 from .gateway import Gateway, WsHandlers
 from .protocol import protocol_class
 from .pump import StreamPump, TriggerSettings
+from .queue import QueuePump
+from .schedule import Sweeper
 
 T = TypeVar("T")
 
@@ -187,6 +189,9 @@ class DevServer:
         self._moto: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._pump: StreamPump | None = None
+        self._sweeper: Sweeper | None = None
+        self._wake_pump: StreamPump | None = None
+        self._queue_pump: QueuePump | None = None
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -230,6 +235,8 @@ class DevServer:
 
         get_settings.cache_clear()
         stream_arn = self._create_tables()
+        queue_url, queue_arn = self._create_wake_resources()
+        get_settings.cache_clear()
         chalice_module = _load_app()
         limits = self._load_limits(chalice_module)
         self._executor = _InvocationPool(HANDLER_THREADS, logs.invocation_reset())
@@ -250,6 +257,25 @@ class DevServer:
         )
         self.gateway.trigger_status = self._pump.status
         self._pump.start()
+        self._sweeper = Sweeper(
+            chalice_module.presence_sweeper,
+            float(os.environ.get("SWITCHBOARD_DEV_PRESENCE_SWEEP_S", "5")),
+        )
+        self._sweeper.start()
+        # Durable Streams subscriptions: a second mapping on the same stream, and the queue.
+        self._wake_pump = StreamPump(
+            _client("dynamodbstreams", self.moto_url), stream_arn,
+            chalice_module.wake_records, self.stream_poll_ms / 1000,
+            TriggerSettings.deployed(chalice_module, aws_limits.WAKE_RECORDS),
+            limits.function(aws_limits.WAKE_RECORDS), enforce_timeout=not limits.lenient,
+        )
+        self._wake_pump.start()
+        self._queue_pump = QueuePump(
+            _client("sqs", self.moto_url), queue_url, queue_arn, chalice_module.wake_jobs,
+            limits.function(aws_limits.WAKE_JOBS), enforce_timeout=not limits.lenient,
+            region=os.environ["AWS_REGION"],
+        )
+        self._queue_pump.start()
         log.info("moto (DynamoDB + Streams) on %s; stream poll every %d ms when idle",
                  self.moto_url, self.stream_poll_ms)
 
@@ -295,6 +321,36 @@ class DevServer:
             {"*": ["subscribe", "publish", "history"]}, 3600,
         )
 
+    def _create_wake_resources(self) -> tuple[str, str]:
+        """The wake job queue (with its dead-letter queue) and the webhook signing secret, in
+        moto, as infra/ declares them on AWS; loopback webhooks allowed (dev only)."""
+        import secrets
+
+        from chalicelib.settings import get_settings
+
+        sqs = _client("sqs", self.moto_url)
+        dlq_url = sqs.create_queue(QueueName="switchboard-dev-wake-jobs-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_url = sqs.create_queue(QueueName="switchboard-dev-wake-jobs", Attributes={
+            "VisibilityTimeout": "60",  # infra/: at least the function's timeout
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": "5"}),
+        })["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        seed = os.environ.get("SWITCHBOARD_DEV_WEBHOOK_SIGNING_SEED") or secrets.token_urlsafe(32)
+        secret = _client("secretsmanager", self.moto_url).create_secret(
+            Name="switchboard-dev/webhook-signing", SecretString=json.dumps({"seed": seed}))
+        os.environ.update({
+            "SWITCHBOARD_WAKES_TABLE": get_settings().wakes_table,
+            "SWITCHBOARD_WAKE_QUEUE_URL": queue_url,
+            "SWITCHBOARD_AWS_ENDPOINT": self.moto_url,
+            "SWITCHBOARD_WEBHOOK_SIGNING_SECRET_ID": secret["ARN"],
+            "SWITCHBOARD_WEBHOOK_ALLOW_LOOPBACK": "true",
+        })
+        return queue_url, queue_arn
+
     def _create_tables(self) -> str:
         from chalicelib.adapters.dynamodb import TTL_ATTRIBUTE, table_definitions
         from chalicelib.settings import get_settings
@@ -303,7 +359,8 @@ class DevServer:
         dynamodb = _client("dynamodb", self.moto_url)
         stream_arn = ""
         for definition in table_definitions(
-            settings.channels_table, settings.messages_table, settings.connections_table
+            settings.channels_table, settings.messages_table, settings.connections_table,
+            settings.wakes_table,
         ):
             table = dynamodb.create_table(**definition)["TableDescription"]
             dynamodb.update_time_to_live(
@@ -368,9 +425,13 @@ class DevServer:
 
     def close(self) -> None:
         """Stop the pump, the handler threads and moto (after serving has ended)."""
-        if self._pump is not None:
-            self._pump.stop()
-            self._pump = None
+        for pump in (self._pump, self._wake_pump, self._queue_pump):
+            if pump is not None:
+                pump.stop()
+        self._pump = self._wake_pump = self._queue_pump = None
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -435,7 +496,8 @@ def _service_on_path() -> None:
 def _load_app() -> ModuleType:
     """The Chalice module at the root of the checkout (see :func:`_service_on_path`)."""
     module = importlib.import_module("app")
-    missing = [n for n in ("app", "connect", "message", "disconnect", "fanout_records")
+    missing = [n for n in ("app", "connect", "message", "disconnect", "fanout_records",
+                           "wake_records", "wake_jobs")
                if not hasattr(module, n)]
     if missing:
         raise DevServerError(

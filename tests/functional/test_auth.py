@@ -27,16 +27,27 @@ K2 = ApiKey("k2", "r" * 43, Capabilities.everything(), revoked=True)
 K3 = ApiKey("k3", "t" * 43, Capabilities.parse({"chat:*": ["*"]}))
 CHANNEL = "runs:1"
 ALL_OPS = list(OPERATIONS)
+SUBS = "/v1/stream/__ds/subscriptions"
+SUB_BODY = {"type": "webhook", "streams": ["runs/1"],
+            "webhook": {"url": "https://hooks.example.com/x"}}
+PULL_BODY = {"type": "pull-wake", "streams": ["runs/9"], "wake_stream": "runs/1"}
 
 
 @pytest.fixture
 def h() -> Iterator[Harness]:
-    harness = make_harness(Settings(auth_enabled=True, allowed_origins=["https://app.example"]))
+    harness = make_harness(Settings(auth_enabled=True, allowed_origins=["https://app.example"],
+                                    webhook_signing_seed="auth-matrix-seed-0123456789abcdefghijk"))
     harness.services.auth = Authenticator(StaticKeyRing({k.id: k for k in (K1, K2, K3)}),
                                           harness.clock)
     with harness.client:
         # Something stored to protect: one message published with the full key.
         assert post(harness, CHANNEL, {"data": "precious"}, f"k1:{K1.secret}").status_code == 201
+        # Durable Streams subscriptions covering the channel: one to read, one to claim.
+        full = {"content-type": "application/json", "authorization": f"Bearer k1:{K1.secret}"}
+        for sub_id, body in (("m1", SUB_BODY), ("p1", PULL_BODY)):
+            created = harness.client.http.put(f"{SUBS}/{sub_id}", body=json.dumps(body),
+                                              headers=full)
+            assert created.status_code == 201, created.body
         yield harness
     bootstrap.install(None)
 
@@ -127,6 +138,14 @@ def http_call(h: Harness, operation: str, credential: str | None) -> Any:
         return http.get(f"/v1/stream/{CHANNEL}?offset=-1", headers=headers)
     if operation == "delete":
         return http.delete(f"/v1/channels/{CHANNEL}", headers=headers)
+    if operation == "sub-put":
+        return http.put(f"{SUBS}/m2", body=json.dumps(SUB_BODY), headers=headers)
+    if operation == "sub-get":
+        return http.get(f"{SUBS}/m1", headers=headers)
+    if operation == "sub-delete":
+        return http.delete(f"{SUBS}/m1", headers=headers)
+    if operation == "sub-claim":
+        return http.post(f"{SUBS}/p1/claim", body='{"worker": "mallory"}', headers=headers)
     if operation == "token issue":
         return http.post("/v1/tokens", headers=headers, body=json.dumps(
             {"client_id": "mallory", "capabilities": {"*": ["*"]}, "ttl": 60}))
@@ -135,12 +154,17 @@ def http_call(h: Harness, operation: str, credential: str | None) -> Any:
 
 HTTP_OPS = {"publish": "publish", "history": "history", "info": "history", "create": "admin",
             "stream-append": "publish", "stream-read": "history", "delete": "admin",
-            "token issue": "admin"}
+            "token issue": "admin",
+            # Durable Streams subscriptions (their errors use the protocol's upper case).
+            "sub-put": "admin", "sub-get": "admin", "sub-delete": "admin",
+            "sub-claim": "subscribe"}
 
 
 def snapshot(h: Harness) -> Any:
     meta = h.store.get_channel(CHANNEL)
-    return (meta, h.store.read(CHANNEL, meta.epoch, 0, 100) if meta else None)
+    wakes = h.services.wakes.store
+    return (meta, h.store.read(CHANNEL, meta.epoch, 0, 100) if meta else None,
+            sorted(wakes.subs.items()), wakes.links("p1", wakes.subs["p1"].incarnation))
 
 
 @pytest.mark.parametrize("operation", list(HTTP_OPS))
@@ -155,7 +179,7 @@ def test_http_matrix_has_no_unauthorized_success(
     error = json.loads(response.body)["error"]
     if operation == "token issue" and name in ("wrong channel", "wrong operation"):
         codes = {"unauthorized"}  # tokens never issue tokens, whatever they allow
-    assert error["code"] in codes, (name, operation, error)
+    assert error["code"].lower() in codes, (name, operation, error)
     assert snapshot(h) == before
 
 
@@ -166,6 +190,11 @@ def test_valid_credentials_succeed_for_each_http_operation(h: Harness) -> None:
         response = http_call(h, operation, token)
         assert response.status_code in (200, 201, 409), (operation, response.body)
     assert http_call(h, "token issue", key).status_code == 201
+    for operation, expected in (("sub-get", 200), ("sub-put", 201), ("sub-claim", 409)):
+        token = sign(claims(h, caps={CHANNEL: [HTTP_OPS[operation]]}))
+        response = http_call(h, operation, token)
+        assert response.status_code == expected, (operation, response.body)
+    assert json.loads(http_call(h, "sub-claim", key).body)["error"]["code"] == "NO_PENDING_WORK"
     assert http_call(h, "delete", sign(claims(h, caps={CHANNEL: ["admin"]}))).status_code == 204
 
 

@@ -22,8 +22,11 @@ from chalice.test import Client
 import app as app_module
 from chalicelib import bootstrap
 from chalicelib.adapters.memory import RecordingSender
+from chalicelib.adapters.memory_wakes import RecordingPoster
+from chalicelib.adapters.sqs import SqsWakeQueue
 from chalicelib.settings import Settings
 from infra import iam
+from switchboard.dev.rest import ApiGatewayRouteMatcher
 from tests.support.aws import TABLES, dynamo_store, moto_dynamodb
 from tests.support.events import frame, stream_event, ws_event
 from tests.support.fakes import FakeClock
@@ -32,6 +35,9 @@ pytestmark = [pytest.mark.infra, pytest.mark.integration]
 
 TABLE_KINDS = dict(zip(TABLES, iam.TABLES, strict=True))
 SECRET = "api-keys"  # what the recorder calls the API keys secret
+SIGNING = "webhook-signing"  # ... and the webhook signing secret
+QUEUE = "wake-jobs"  # ... and the wake job queue
+SECRETS = {"sb-api-keys": SECRET, "sb-signing": SIGNING}
 KEY_SECRET = "iam-coverage-secret-0123456789abcdef"
 KEYS_DOCUMENT = json.dumps({"keys": [{"id": "k1", "secret": KEY_SECRET,
                                       "capabilities": {"*": ["*"]}}]})
@@ -60,7 +66,9 @@ class Recorder:
             return
         operation = model.name
         if model.service_model.service_name == "secretsmanager":
-            self.calls.add((self.function, SECRET, operation))
+            self.calls.add((self.function, SECRETS[params["SecretId"]], operation))
+        elif model.service_model.service_name == "sqs":
+            self.calls.add((self.function, QUEUE, operation))
         elif operation == "TransactWriteItems":
             for item in params["TransactItems"]:
                 ((kind, body),) = item.items()
@@ -88,16 +96,28 @@ def world() -> Iterator[tuple[Client, Recorder, RecordingSender, Any]]:
         boto3.setup_default_session(region_name="us-east-1")
         boto3.DEFAULT_SESSION.events.register(  # type: ignore[union-attr]
             "before-parameter-build.secretsmanager", recorder)
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="sb-signing", SecretString=json.dumps({"seed": "s" * 43}))
+        queue_url = boto3.client("sqs", region_name="us-east-1").create_queue(
+            QueueName="sb-wake-jobs")["QueueUrl"]
+        boto3.DEFAULT_SESSION.events.register(  # type: ignore[union-attr]
+            "before-parameter-build.sqs", recorder)
         sender = RecordingSender()
         settings = Settings(channels_table=TABLES[0], messages_table=TABLES[1],
-                            connections_table=TABLES[2], auth_enabled=True,
-                            api_keys_secret_id="sb-api-keys", api_keys_refresh_s=0,
+                            connections_table=TABLES[2], wakes_table=TABLES[3],
+                            auth_enabled=True, api_keys_secret_id="sb-api-keys",
+                            api_keys_refresh_s=0, webhook_signing_secret_id="sb-signing",
+                            webhook_signing_refresh_s=0, wake_queue_url=queue_url,
                             replay_page=1)  # so a replay of two messages takes leases
         store = dynamo_store(dynamodb)
+        queue = SqsWakeQueue(lambda: boto3.client("sqs", region_name="us-east-1"), queue_url)
         bootstrap.install(bootstrap.build(settings, store, store, sender, FakeClock(),
-                                          rng=random.Random(7)))
+                                          rng=random.Random(7), wake_store=store.wakes,
+                                          wake_queue=queue, poster=RecordingPoster()))
         try:
             with Client(app_module.app) as client:
+                client.http._local_gateway.event_converter._route_matcher = (
+                    ApiGatewayRouteMatcher(list(app_module.app.routes)))
                 yield client, recorder, sender, dynamodb
         finally:
             bootstrap.install(None)
@@ -144,6 +164,17 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
         assert client.http.delete("/v1/stream/s1", headers=BEARER).status_code == 204
         assert client.http.delete("/v1/stream/s2", headers=BEARER).status_code == 204
         assert client.http.delete("/v1/channels/runs:a", headers=BEARER).status_code == 204
+        # A backend in presence over HTTP: enter, heartbeat, list, leave.
+        for body in (b'{"data":{"state":"x"}}', b""):
+            assert client.http.put("/v1/channels/runs:p/presence/w1", body=body, headers={
+                "content-type": "application/json", **BEARER}).status_code == 200
+        assert client.http.get("/v1/channels/runs:p/presence", headers=BEARER
+                               ).status_code == 200
+        assert client.http.delete("/v1/channels/runs:p/presence/w1", headers=BEARER
+                                  ).status_code == 204
+        assert client.http.put("/v1/channels/runs:p/presence/w2", body=b'{"data":{}}',
+                               headers={"content-type": "application/json", **BEARER}
+                               ).status_code == 200
         issued = _post(client, "/v1/tokens", {"client_id": "browser",
                                               "capabilities": {"runs:*": ["*"]}})
         assert issued.status_code == 201, issued.body
@@ -177,6 +208,13 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
         ws.invoke("message", event("$default", "c2", frame(action="ping", ref="q")))
         ws.invoke("message", event("$default", "c3", frame(
             action="unsubscribe", ref="u", channel="runs:b")))
+        for connection in ("c1", "c3"):
+            ws.invoke("message", event("$default", connection, frame(
+                action="presence", ref="e", op="enter", channel="runs:b", data={"s": 1})))
+        ws.invoke("message", event("$default", "c3", frame(
+            action="presence", ref="h", op="heartbeat", channel="runs:b")))
+        ws.invoke("message", event("$default", "c2", frame(
+            action="subscribe", ref="w", channel="runs:b", presence=True)))
         sender.gone.add("c2")  # a reply to a closed socket deletes its connection
         ws.invoke("message", event("$default", "c2", frame(action="ping", ref="r")))
         sender.gone.discard("c2")
@@ -193,6 +231,14 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
 
     with recorder.running("websocket_disconnect"):
         ws.invoke("disconnect", event("$disconnect", "c3"))
+
+    # The HTTP member w2 stops heartbeating: a sweep well past its expiry removes it.
+    bootstrap.built().presence.clock.advance(120)  # type: ignore[union-attr]
+    with recorder.running("presence_sweeper"):
+        swept = ws.invoke("presence_sweeper", client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+    assert swept.payload["removed"] >= 1, swept.payload
+    _subscriptions(client, recorder, dynamodb)
 
     functions_seen = {function for function, _, _ in recorder.calls}
     assert functions_seen == set(iam.FUNCTIONS), "the scenario must exercise every function"
@@ -211,9 +257,71 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
     # Frames re-check the key; forks check their source inside the transaction.
     assert ("websocket_message", SECRET, "GetSecretValue") in recorder.calls
     assert ("api_handler", iam.CHANNELS, "ConditionCheckItem") in recorder.calls
+    assert ("wake_jobs", SIGNING, "GetSecretValue") in recorder.calls
+    assert ("wake_records", QUEUE, "SendMessage") in recorder.calls
+    assert ("api_handler", iam.WAKES, "ConditionCheckItem") in recorder.calls
+
+
+def _subscriptions(client: Client, recorder: Recorder, dynamodb: Any) -> None:
+    """Durable Streams subscriptions: the REST routes, the stream consumer, the job queue."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.get_queue_url(QueueName="sb-wake-jobs")["QueueUrl"]
+    subs = "/v1/stream/__ds/subscriptions"
+
+    def put(path: str, body: Any) -> Any:
+        return client.http.put(path, body=json.dumps(body) if not isinstance(body, str)
+                               else body, headers={"content-type": "application/json", **BEARER})
+
+    def jobs() -> None:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", [])
+        with recorder.running("wake_jobs"):
+            result = client.lambda_.invoke("wake_jobs", {"Records": [
+                {"messageId": m["MessageId"], "body": m["Body"]} for m in messages]}).payload
+        assert messages and result == {"batchItemFailures": []}
+        for m in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    with recorder.running("api_handler"):
+        assert put("/v1/stream/wake/pool", "[]").status_code == 201
+        assert put(f"{subs}/hook", {"type": "webhook", "pattern": "runs/*",
+                                    "streams": ["runs/x"],
+                                    "webhook": {"url": "https://hooks.example.com/w"}}
+                   ).status_code == 201
+        assert put(f"{subs}/pull", {"type": "pull-wake", "pattern": "runs/*",
+                                    "wake_stream": "wake/pool"}).status_code == 201
+        assert client.http.get(f"{subs}/hook", headers=BEARER).status_code == 200
+        assert client.http.get("/v1/stream/__ds/jwks.json").status_code == 200
+        assert _post(client, "/v1/channels/runs:c/messages", {"data": 1}).status_code == 201
+    items = [i for i in dynamodb.scan(TableName=TABLES[1])["Items"]
+             if i.get("channel", {}).get("S") == "runs:c"]
+    with recorder.running("wake_records"):
+        assert client.lambda_.invoke("wake_records", stream_event(items)).payload == {
+            "batchItemFailures": []}
+    jobs()  # the webhook is posted (answered {}: a lease job follows), the wake event written
+    with recorder.running("api_handler"):
+        claim = _post(client, f"{subs}/pull/claim", {"worker": "w"})
+        assert claim.status_code == 200, claim.body
+        claimed = json.loads(claim.body)
+        done = client.http.post(f"{subs}/pull/ack", body=json.dumps({
+            "wake_id": claimed["wake_id"], "generation": claimed["generation"], "done": True,
+            "acks": [{"stream": s["path"], "offset": s["tail_offset"]}
+                     for s in claimed["streams"]]}),
+            headers={"content-type": "application/json",
+                     "authorization": f"Bearer {claimed['token']}"})
+        assert done.status_code == 200, done.body
+        assert _post(client, f"{subs}/hook/streams", {"streams": ["runs/y"]}
+                     ).status_code == 204
+        assert client.http.delete(f"{subs}/hook/streams/runs%2Fy",
+                                  headers=BEARER).status_code == 204
+        assert client.http.delete(f"{subs}/hook", headers=BEARER).status_code == 204
 
 
 def _granted(grants: iam.Grants, resource: str, action: str) -> bool:
     if resource == SECRET:
         return action == "GetSecretValue" and grants.read_api_keys
+    if resource == SIGNING:
+        return action == "GetSecretValue" and grants.read_signing_key
+    if resource == QUEUE:
+        return action == "SendMessage" and grants.send_wake_jobs
     return f"dynamodb:{action}" in grants.table_actions(resource)

@@ -25,15 +25,26 @@ FUNCTIONS = {
     "WebsocketMessage": "ws-message",
     "WebsocketDisconnect": "ws-disconnect",
     "FanoutRecords": "fanout",
+    "PresenceSweeper": "presence-sweeper",
+    "WakeRecords": "wake-records",
+    "WakeJobs": "wake-jobs",
 }
+_WAKES = {"GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "BatchGetItem", "Query"}
 
 # The IAM each function needs, stated here independently of infra/iam.py: change both
 # consciously. (table -> actions; TransactWriteItems is authorised per item.)
+_CHANNEL_SERVICE = {
+    "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
+    "MessagesTable": {"GetItem", "PutItem", "Query"},
+}
+# A member leaving presence: its item, its connection's link, the presence log (above).
+_LEAVE = {"GetItem", "UpdateItem", "DeleteItem", "Query"}
 EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
     "APIHandler": {
-        "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem",
-                          "ConditionCheckItem"},
-        "MessagesTable": {"GetItem", "PutItem", "Query"},
+        **_CHANNEL_SERVICE,
+        "ChannelsTable": _CHANNEL_SERVICE["ChannelsTable"] | {"ConditionCheckItem"},
+        "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"},
+        "WakesTable": _WAKES | {"DeleteItem", "BatchWriteItem"},
     },
     "WsAuthorizer": {},
     "WebsocketConnect": {"ConnectionsTable": {"PutItem"}},
@@ -42,17 +53,31 @@ EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
                           "ConditionCheckItem"},
         "MessagesTable": {"GetItem", "PutItem", "Query"},
         "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem",
-                             "BatchWriteItem"},
+                             "BatchWriteItem", "Query"},
     },
-    "WebsocketDisconnect": {"ConnectionsTable": {"GetItem", "BatchWriteItem"}},
+    "WebsocketDisconnect": {**_CHANNEL_SERVICE,
+                            "ConnectionsTable": {"BatchWriteItem", *_LEAVE}},
     "FanoutRecords": {
+        **_CHANNEL_SERVICE,
         "ConnectionsTable": {"Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem"},
+    },
+    "PresenceSweeper": {**_CHANNEL_SERVICE, "ConnectionsTable": {"BatchGetItem", *_LEAVE}},
+    "WakeRecords": {"WakesTable": _WAKES},
+    "WakeJobs": {
+        "ChannelsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem"},
+        "MessagesTable": {"GetItem", "PutItem", "Query"},
+        "WakesTable": _WAKES,
     },
 }
 POSTS_TO_CONNECTIONS = {"WebsocketMessage", "FanoutRecords"}
 # Whoever checks API keys or verifies or signs tokens ($connect gets claims from the
 # authorizer), and the frames that re-check the key behind their connection.
 READS_API_KEYS = {"APIHandler", "WsAuthorizer", "WebsocketMessage"}
+# Durable Streams subscriptions: who queues wake jobs, and who reads the signing secret.
+SENDS_WAKE_JOBS = {"APIHandler", "WakeRecords", "WakeJobs"}
+READS_SIGNING_KEY = {"APIHandler", "WakeJobs"}
+STREAM_CONSUMERS = {"FanoutRecords": "FanoutDeadLetterQueue",
+                    "WakeRecords": "WakeDeadLetterQueue"}
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -78,8 +103,10 @@ def test_every_stage_packages_and_passes_cfn_lint(packaged: dict[str, Packaged],
                                                    stage: str) -> None:
     result = packaged[stage]
     assert result.template.is_file()
-    # The whole Lambda bundle (app + Powertools + pydantic-settings, arm64 wheels).
-    assert 0 < result.zip.stat().st_size < 10 * 1024 * 1024
+    # The whole Lambda bundle (app + Powertools + pydantic-settings + cryptography for the
+    # webhook signatures, arm64 wheels, with bytecode): 11.5 MB when measured, far under
+    # Lambda's 50 MB; a jump past 14 MB is a dependency someone should look at.
+    assert 0 < result.zip.stat().st_size < 14 * 1024 * 1024
 
 
 def test_cfn_lint_rejects_a_broken_template(packaged: dict[str, Packaged], tmp_path: Any) -> None:
@@ -116,11 +143,12 @@ def test_tables_match_the_adapter_with_ttl_pitr_on_demand(
     templates: dict[str, Any], stage: str
 ) -> None:
     tables = resources(templates[stage], "AWS::DynamoDB::Table")
-    assert set(tables) == {"ChannelsTable", "MessagesTable", "ConnectionsTable"}
+    assert set(tables) == {"ChannelsTable", "MessagesTable", "ConnectionsTable", "WakesTable"}
     names = {t: f"switchboard-{stage}-{t.removesuffix('Table').lower()}" for t in tables}
     # What the code creates locally (switchboard dev, tests) is what AWS gets.
     expected = {d["TableName"]: d for d in table_definitions(
-        names["ChannelsTable"], names["MessagesTable"], names["ConnectionsTable"])}
+        names["ChannelsTable"], names["MessagesTable"], names["ConnectionsTable"],
+        names["WakesTable"])}
     retain = stage == "prod"
     for logical_id, table in tables.items():
         props = table["Properties"]
@@ -149,6 +177,11 @@ def test_functions_get_table_names_by_reference(templates: dict[str, Any], stage
         assert env["SWITCHBOARD_CHANNELS_TABLE"] == {"Ref": "ChannelsTable"}
         assert env["SWITCHBOARD_MESSAGES_TABLE"] == {"Ref": "MessagesTable"}
         assert env["SWITCHBOARD_CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
+        assert env["SWITCHBOARD_WAKES_TABLE"] == {"Ref": "WakesTable"}
+        assert (env.get("SWITCHBOARD_WAKE_QUEUE_URL") == {"Ref": "WakeJobsQueue"}) is (
+            logical_id in SENDS_WAKE_JOBS)
+        assert (env.get("SWITCHBOARD_WEBHOOK_SIGNING_SECRET_ID") == {
+            "Ref": "WebhookSigningSecret"}) is (logical_id in READS_SIGNING_KEY)
         if logical_id in READS_API_KEYS:
             assert env["SWITCHBOARD_API_KEYS_SECRET_ID"] == {"Ref": "ApiKeysSecret"}
         else:
@@ -156,9 +189,11 @@ def test_functions_get_table_names_by_reference(templates: dict[str, Any], stage
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_stream_trigger_cannot_jam_the_shard(templates: dict[str, Any], stage: str) -> None:
+@pytest.mark.parametrize("function", list(STREAM_CONSUMERS))
+def test_stream_trigger_cannot_jam_the_shard(templates: dict[str, Any], stage: str,
+                                             function: str) -> None:
     template = templates[stage]
-    events = template["Resources"]["FanoutRecords"]["Properties"]["Events"]
+    events = template["Resources"][function]["Properties"]["Events"]
     (event,) = events.values()
     assert event["Type"] == "DynamoDB"
     props = event["Properties"]
@@ -169,14 +204,37 @@ def test_stream_trigger_cannot_jam_the_shard(templates: dict[str, Any], stage: s
     assert 60 <= props["MaximumRecordAgeInSeconds"] <= 3600
     assert props["StartingPosition"] == "LATEST"
     assert props["BatchSize"] == 100
+    dlq = STREAM_CONSUMERS[function]
     on_failure = props["DestinationConfig"]["OnFailure"]
-    assert on_failure == {"Type": "SQS",
-                          "Destination": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}}
+    assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": [dlq, "Arn"]}}
     (pattern,) = props["FilterCriteria"]["Filters"]
     assert json.loads(pattern["Pattern"]) == {"eventName": ["INSERT"]}
-    queue = template["Resources"]["FanoutDeadLetterQueue"]
+    queue = template["Resources"][dlq]
     assert queue["Type"] == "AWS::SQS::Queue"
-    assert queue["Properties"]["QueueName"] == f"switchboard-{stage}-fanout-dlq"
+    assert queue["Properties"]["QueueName"] == (
+        f"switchboard-{stage}-{'fanout' if function == 'FanoutRecords' else 'wake'}-dlq")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_wake_jobs_queue_survives_a_lambda_ending(templates: dict[str, Any], stage: str) -> None:
+    template = templates[stage]
+    (event,) = template["Resources"]["WakeJobs"]["Properties"]["Events"].values()
+    assert event["Type"] == "SQS"
+    props = event["Properties"]
+    assert props["Queue"] == {"Fn::GetAtt": ["WakeJobsQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = template["Resources"]["WakeJobsQueue"]["Properties"]
+    assert queue["QueueName"] == f"switchboard-{stage}-wake-jobs"
+    timeout = template["Resources"]["WakeJobs"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout  # a job in flight is not run twice at once
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["WakeDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5}
+    secret = template["Resources"]["WebhookSigningSecret"]
+    assert secret["Properties"]["Name"] == f"switchboard/{stage}/webhook-signing"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["GenerateStringKey"] == "seed" and generated["PasswordLength"] >= 32
+    assert "SecretString" not in secret["Properties"]  # no key material in the template
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -199,8 +257,8 @@ def test_each_function_has_its_own_least_privilege_role(
                 assert action != "dynamodb:Scan", f"{function} may Scan"
             resources_ = as_list(statement["Resource"])
             if resources_ == ["*"]:
-                # The only grant IAM cannot scope: listing stream ARNs, for the trigger.
-                assert actions == ["dynamodb:ListStreams"] and function == "FanoutRecords"
+                # The only grant IAM cannot scope: listing stream ARNs, for the triggers.
+                assert actions == ["dynamodb:ListStreams"] and function in STREAM_CONSUMERS
             for resource in resources_:
                 if isinstance(resource, dict) and resource.get("Fn::GetAtt", [""])[1:] == ["Arn"]:
                     target = resource["Fn::GetAtt"][0]
@@ -225,22 +283,32 @@ def test_each_function_has_its_own_least_privilege_role(
             assert "${AWS::AccountId}" in resource["Fn::Sub"]
         else:
             assert not manage, f"{function} must not post to connections"
-        secret = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
-        if function in READS_API_KEYS:
-            assert [s["Resource"] for s in secret] == [[{"Ref": "ApiKeysSecret"}]]
-        else:
-            assert not secret
+        secret = [s["Resource"] for s in statements
+                  if "secretsmanager:GetSecretValue" in s["Action"]]
+        expected_secrets = ([[{"Ref": "ApiKeysSecret"}]] if function in READS_API_KEYS else []) \
+            + ([[{"Ref": "WebhookSigningSecret"}]] if function in READS_SIGNING_KEY else [])
+        assert sorted(map(json.dumps, secret)) == sorted(map(json.dumps, expected_secrets))
         stream = [s for s in statements if "dynamodb:GetRecords" in s["Action"]]
-        dlq = [s for s in statements if "sqs:SendMessage" in s["Action"]]
-        if function == "FanoutRecords":
+        sends = sorted(json.dumps(s["Resource"]) for s in statements
+                       if "sqs:SendMessage" in s["Action"])
+        expected_sends = []
+        if function in STREAM_CONSUMERS:
             (read,) = stream
             assert set(read["Action"]) == {"dynamodb:DescribeStream", "dynamodb:GetRecords",
                                            "dynamodb:GetShardIterator"}
             assert read["Resource"] == [{"Fn::GetAtt": ["MessagesTable", "StreamArn"]}]
-            assert [s["Resource"] for s in dlq] == [
-                [{"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]}]]
+            expected_sends.append([{"Fn::GetAtt": [STREAM_CONSUMERS[function], "Arn"]}])
         else:
-            assert not stream and not dlq
+            assert not stream
+        if function in SENDS_WAKE_JOBS:
+            expected_sends.append([{"Fn::GetAtt": ["WakeJobsQueue", "Arn"]}])
+        assert sends == sorted(map(json.dumps, expected_sends)), function
+        receives = [s for s in statements if "sqs:ReceiveMessage" in s["Action"]]
+        if function == "WakeJobs":
+            (consume,) = receives
+            assert consume["Resource"] == [{"Fn::GetAtt": ["WakeJobsQueue", "Arn"]}]
+        else:
+            assert not receives
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -263,19 +331,26 @@ def test_alarms_cover_stream_dlq_lambda_and_dynamodb(templates: dict[str, Any],
     def dimension(props: dict[str, Any], name: str) -> Any:
         return next(d["Value"] for d in props["Dimensions"] if d["Name"] == name)
 
-    (age,) = watching("AWS/Lambda", "IteratorAge")
-    assert dimension(age, "FunctionName") == {"Ref": "FanoutRecords"}
-    (dlq,) = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert dimension(dlq, "QueueName") == {"Fn::GetAtt": ["FanoutDeadLetterQueue", "QueueName"]}
-    assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    ages = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", "IteratorAge")}
+    assert ages == set(STREAM_CONSUMERS)
+    dlqs = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert {dimension(d, "QueueName")["Fn::GetAtt"][0] for d in dlqs} == set(
+        STREAM_CONSUMERS.values())
+    for dlq in dlqs:
+        assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    (queue_age,) = watching("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert dimension(queue_age, "QueueName") == {"Fn::GetAtt": ["WakeJobsQueue", "QueueName"]}
+    # Failing webhooks: the deliveries the wake jobs count as failed.
+    (webhooks,) = watching("Switchboard", "WakeDeliveryFailures")
+    assert webhooks["Statistic"] == "Sum" and webhooks["Threshold"] > 0
     throttles = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", "Throttles")}
     assert throttles == set(FUNCTIONS)
     # A refused connection is an authorizer "error" by API Gateway's contract: not alarmed.
     errors = {dimension(a, "FunctionName")["Ref"] for a in watching("AWS/Lambda", "Errors")}
     assert errors == set(FUNCTIONS) - {"WsAuthorizer"}
     throttled = watching("AWS/DynamoDB", "WriteThrottleEvents")
-    assert len(throttled) == 3
-    assert len(watching("AWS/DynamoDB", "ReadThrottleEvents")) == 3
+    assert len(throttled) == 4
+    assert len(watching("AWS/DynamoDB", "ReadThrottleEvents")) == 4
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmName"].startswith(f"switchboard-{stage}-")

@@ -13,6 +13,8 @@ EXPECTED = {
     "OffsetExpiredError", "Options", "RateLimitedError", "Recovery", "RecoveryStats",
     "StreamResult", "Subscription", "Switchboard", "SwitchboardError", "TextAssembler",
     "TooLargeError", "UnauthorizedError", "UnavailableError", "read_text", "stream_text",
+    # Durable Streams subscriptions (webhook and pull-wake)
+    "Subscriptions", "Wake",
 }
 
 

@@ -13,16 +13,17 @@ from chalicelib.adapters.dynamodb import (
     DynamoLeaseStore,
     DynamoMessageStore,
     DynamoSubscriptionStore,
+    DynamoWakeStore,
     table_definitions,
 )
 from switchboard.dev import moto_patch
 
-TABLES = ("sb-channels", "sb-messages", "sb-connections")
+TABLES = ("sb-channels", "sb-messages", "sb-connections", "sb-wakes")
 
 
 @contextmanager
 def moto_dynamodb() -> Iterator[Any]:
-    """A fresh in-process moto with the three tables (TTL on ``expires_at``); yields a client.
+    """A fresh in-process moto with the four tables (TTL on ``expires_at``); yields a client.
 
     moto serializes nothing (two concurrent conditional writes can both pass), so the same
     patch the dev server uses makes each request atomic, as DynamoDB is.
@@ -44,9 +45,10 @@ class DynamoStores:
     the benchmarks hand the same object to every port, as they do with MemoryStore)."""
 
     def __init__(self, client: Any) -> None:
-        channels, messages, connections = TABLES
+        channels, messages, connections, wakes = TABLES
         self.messages = DynamoMessageStore(client, channels, messages)
         self.subscriptions = DynamoSubscriptionStore(client, connections)
+        self.wakes = DynamoWakeStore(client, wakes)
         self.leases = DynamoLeaseStore(client, channels)
 
     def acquire(self, scope: str, lease_id: str, until_s: int, limit: int, now_s: int) -> bool:

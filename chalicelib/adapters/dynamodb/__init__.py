@@ -3,13 +3,17 @@
 from .items import TTL_ATTRIBUTE, message_from_item, message_item, table_definitions
 from .leases import DynamoLeaseStore
 from .messages import DynamoMessageStore
+from .presence import DynamoPresenceStore
 from .subscriptions import DynamoSubscriptionStore
+from .wakes import DynamoWakeStore
 
 __all__ = [
     "TTL_ATTRIBUTE",
     "DynamoLeaseStore",
     "DynamoMessageStore",
+    "DynamoPresenceStore",
     "DynamoSubscriptionStore",
+    "DynamoWakeStore",
     "message_from_item",
     "message_item",
     "table_definitions",

@@ -12,6 +12,8 @@ Tables (every lookup is a GetItem or a Query on a key designed for it; nothing S
 - messages    pk = name#epoch, seq     the logs; its stream (NEW_IMAGE) feeds the fan-out
 - connections pk, sk                   ``conn#id / conn`` per socket, ``sub#channel / id`` per
                                        subscription (a Query on ``sub#channel`` finds them all)
+- wakes       pk, sk                   Durable Streams subscriptions, their links and index
+                                       (wakes.py)
 
 ``expires_at`` (epoch seconds) is the TTL attribute of every table. DynamoDB deletes expired
 items lazily (and moto never does), so reads filter on it themselves.
@@ -39,9 +41,12 @@ _CONFLICT_CODES = {
 }
 
 
-def table_definitions(channels: str, messages: str, connections: str) -> list[dict[str, Any]]:
-    """CreateTable arguments for the three tables (used by `switchboard dev` and tests; infra/
-    declares the same keys for AWS)."""
+def table_definitions(
+    channels: str, messages: str, connections: str, wakes: str | None = None
+) -> list[dict[str, Any]]:
+    """CreateTable arguments for the tables (used by `switchboard dev` and tests; infra/
+    declares the same keys for AWS). ``wakes`` (Durable Streams subscriptions, wakes.py) is
+    created when named."""
 
     def table(name: str, keys: list[tuple[str, str, str]], **extra: Any) -> dict[str, Any]:
         return {
@@ -60,6 +65,7 @@ def table_definitions(channels: str, messages: str, connections: str) -> list[di
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         ),
         table(connections, [("pk", "S", "HASH"), ("sk", "S", "RANGE")]),
+        *([table(wakes, [("pk", "S", "HASH"), ("sk", "S", "RANGE")])] if wakes else []),
     ]
 
 
