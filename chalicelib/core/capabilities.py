@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 from .names import validate_channel
-from .presence import base_channel
+from .presence import base_channel, is_presence_log
 
 SUBSCRIBE = "subscribe"
 PUBLISH = "publish"
@@ -176,7 +176,11 @@ class Principal:
     def may_create(self, channel: str) -> bool:
         """Whether an implicit creation of ``channel`` (a first publish or subscribe) is this
         principal's to make: it needs ``publish`` or ``admin`` there, never ``subscribe``
-        alone (a reader must not create, and so configure, a channel)."""
+        alone (a reader must not create, and so configure, a channel). A presence log is
+        the exception: only presence writes it and nobody configures it, so any subscriber
+        of its channel may have it created."""
+        if is_presence_log(channel):
+            return True
         return self.capabilities.allows(channel, PUBLISH) or self.capabilities.allows(
             channel, ADMIN
         )
