@@ -17,7 +17,7 @@ CHROMIUM ?= $(or $(shell command -v chromium),$(wildcard /usr/bin/chromium))
 NPM ?= $(shell command -v npm)
 APT_GET ?= $(shell command -v apt-get)
 # The Durable Streams conformance suite and the official Durable Streams TypeScript client.
-NPM_DIRS := tests/conformance tests/e2e/ts_client
+NPM_DIRS := tests/conformance tests/e2e/ts_client examples/restate_agent
 ROOT_USER := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
 .PHONY: venv dev test test-deps chromium npm lint typecheck fmt bench clean

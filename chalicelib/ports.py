@@ -225,12 +225,12 @@ class MessageStore(Protocol):
     def find_ids(self, meta: ChannelMeta, ids: Sequence[str]) -> dict[str, int]:
         """The seqs that claims of these ids name in this epoch of the channel."""
 
-    def find_token(
-        self, name: str, epoch: str, token: str, since_ms: int, most: int
-    ) -> int | None:
-        """The seq of the message stored with request ``token`` among the newest entries of
-        the log, looking back to messages accepted at ``since_ms`` and at most ``most``
-        entries; None if it is not there."""
+    def find_tokens(
+        self, name: str, epoch: str, tokens: frozenset[str], since_ms: int, most: int
+    ) -> dict[str, int]:
+        """The seqs of the messages stored with these request tokens among the newest
+        entries of the log (one pass), looking back to messages accepted at ``since_ms`` and
+        at most ``most`` entries; tokens not there are absent."""
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -122,7 +121,9 @@ def add_commands(commands: Any) -> None:
     p.add_argument("data", metavar="DATA", help="a JSON value (or text, with --text)")
     p.add_argument("--text", action="store_true",
                    help="send DATA as a plain string, even if it parses as JSON")
-    p.add_argument("--id", help="idempotency key (default: a random one, reused on retries)")
+    p.add_argument("--id", help="idempotency key: publishing the same id again stores "
+                                "nothing (default: none; the command's own retries carry a "
+                                "request token, so they cannot store the message twice)")
 
     p = commands.add_parser(
         "tail", parents=[common], help="follow a channel live, resuming across reconnects"
@@ -272,7 +273,7 @@ def publish_data(text: str, as_text: bool) -> tuple[Any, str | None]:
 
 async def _publish(client: Switchboard, args: argparse.Namespace) -> None:
     value, note = args.value
-    ack = await client.http.publish(args.channel, value, args.id or uuid.uuid4().hex)
+    ack = await client.http.publish(args.channel, value, args.id)
     if note is not None:
         print(note, file=sys.stderr)
     _emit({"channel": ack.channel, "seq": ack.seq, "offset": ack.offset,
@@ -298,7 +299,13 @@ def pretty(message: Message) -> str:
     when = datetime.fromtimestamp((message.ts or 0) / 1000).strftime("%H:%M:%S.%f")[:-3]
     data = message.data
     who = f" {message.publisher}" if message.publisher else ""
-    if isinstance(data, dict) and data.get("type") == "token" and isinstance(data.get("text"), str):
+    raw = message.bytes
+    if raw is not None:  # an entry of a Durable Streams byte stream
+        preview = raw[:60].decode("utf-8", errors="replace")
+        body = f"bytes[{len(raw)}]: {preview!r}{'…' if len(raw) > 60 else ''}"
+    elif isinstance(data, dict) and data.get("type") == "token" and isinstance(
+        data.get("text"), str
+    ):
         body = f"token {data.get('stream', '')}: {data['text']!r}"
     elif isinstance(data, str):
         body = data

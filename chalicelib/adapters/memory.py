@@ -289,19 +289,20 @@ class MemoryStore:
                 if (meta.name, meta.epoch, i) in self.ids
             }
 
-    def find_token(
-        self, name: str, epoch: str, token: str, since_ms: int, most: int
-    ) -> int | None:
+    def find_tokens(
+        self, name: str, epoch: str, tokens: frozenset[str], since_ms: int, most: int
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
         with self._lock:
             log = self.logs.get((name, epoch), {})
             for seq in sorted(log, reverse=True)[:most]:
                 entry = log[seq]
                 if isinstance(entry, StoredMessage):
                     if entry.ts < since_ms:
-                        return None
-                    if entry.token == token:
-                        return seq
-            return None
+                        break
+                    if entry.token in tokens:
+                        found.setdefault(entry.token, seq)
+            return found
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None

@@ -147,6 +147,7 @@ class _Progress:
     pending: list[int] = field(default_factory=list)
     stale_claims: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    tokens_checked: bool = False
 
 
 class Appender:
@@ -260,6 +261,8 @@ class Appender:
         """One attempt at the next chunk; the outcome once everything is stored."""
         messages = progress.messages
         meta = log.meta
+        if request.retry and not progress.tokens_checked:
+            self._find_retried(meta, progress)
         chunk = self._next_chunk(messages, progress.pending, request.guarded)
         last = len(chunk) == len(progress.pending)
         now = self.clock.now_ms()
@@ -267,11 +270,6 @@ class Appender:
         batch = [messages[i] for i in chunk]
         if not batch and not request.guarded:
             stored_seqs: list[int] = []  # every id was a duplicate
-        elif len(chunk) == 1 and request.retry and batch[0].id is None and (
-            (found := self._find_retried(meta, batch[0], now)) is not None
-        ):
-            stored_seqs = []
-            progress.results[chunk[0]] = PublishResult(meta.name, meta.epoch, found, True)
         elif len(chunk) == 1 and not request.guarded and batch[0].id is not None:
             seq, duplicate = self._write_claimed(
                 meta, log.tail, batch[0], now, expires_at, progress
@@ -379,15 +377,27 @@ class Appender:
             return tail.next_seq, None
         return self._settle_claim(meta, message_id, again, expires_at, now)
 
-    def _find_retried(self, meta: ChannelMeta, message: NewMessage, now: int) -> int | None:
-        """Where a retried publish's first attempt landed, if it did: its request token among
-        the log's newest entries (within ``retry_window_s``, at most ``retry_scan``)."""
-        if message.token is None:
-            return None
-        since = now - int(self.settings.retry_window_s * 1000)
-        return self.store.find_token(
-            meta.name, meta.epoch, message.token, since, self.settings.retry_scan
+    def _find_retried(self, meta: ChannelMeta, progress: _Progress) -> None:
+        """A retried publish: the messages (without ids) whose first attempt landed, found
+        by their request tokens among the log's newest entries (within ``retry_window_s``,
+        at most ``retry_scan``, one pass for the whole batch), are duplicates at their seqs
+        and are not stored again."""
+        progress.tokens_checked = True
+        messages = progress.messages
+        tokens = frozenset(
+            t for i in progress.pending if (t := messages[i].token) and messages[i].id is None
         )
+        if not tokens:
+            return
+        since = self.clock.now_ms() - int(self.settings.retry_window_s * 1000)
+        found = self.store.find_tokens(
+            meta.name, meta.epoch, tokens, since, self.settings.retry_scan
+        )
+        for i in progress.pending:
+            token = messages[i].token
+            if messages[i].id is None and token in found:
+                progress.results[i] = PublishResult(meta.name, meta.epoch, found[token], True)
+        progress.pending = [i for i in progress.pending if progress.results[i] is None]
 
     def _sort_claims(self, meta: ChannelMeta, claims: dict[str, int], progress: _Progress) -> None:
         """Ids of a batch that are claimed already: those stored at their claim's seq are

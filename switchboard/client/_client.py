@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -18,6 +19,7 @@ from ._connection import (
     ConnectionLostError,
     ConnectionStats,
     Failure,
+    Head,
     Route,
     Subscribed,
     ws_url_for,
@@ -25,6 +27,8 @@ from ._connection import (
 from ._errors import (
     ConflictError,
     InvalidOffsetError,
+    NotFoundError,
+    RateLimitedError,
     SwitchboardError,
     UnauthorizedError,
     UnavailableError,
@@ -32,7 +36,7 @@ from ._errors import (
 )
 from ._http import HttpApi, TokenProvider
 from ._options import Options, backoff_delay
-from ._recovery import Recovery, RecoveryStats
+from ._recovery import Gap, Recovery, RecoveryStats
 from ._subscriptions import Subscriptions
 from ._types import BEGINNING, NOW, Ack, ChannelInfo, HistoryPage, Message, is_offset
 
@@ -116,6 +120,8 @@ class Switchboard:
             ws_url or _env.ws_url_from() or ws_url_for(self.url), self._credentials,
             self.options, self._rng, explain_refusal=self._explain_refusal,
         )
+        #: Publishes sent over HTTP because their frame was over the socket's frame limit.
+        self.publishes_over_http = 0
 
     def channel(self, name: str) -> Channel:
         return Channel(self, name)
@@ -181,13 +187,26 @@ class Switchboard:
     ) -> None:
         await self.aclose()
 
-    async def _publish_ws(self, channel: str, data: Any, id: str) -> Ack:
-        """Publish over the socket until acked or the deadline passes. The id never changes,
-        so an ack lost with a dying socket makes the retry answer ``duplicate`` instead of
-        storing the message twice."""
+    async def _publish(self, channel: str, data: Any, id: str | None) -> Ack:
+        """Publish one message until acked or the deadline passes.
+
+        Over the socket, or over HTTP when the frame would be over API Gateway's 32 KB frame
+        limit (``Options.max_frame_bytes``); the answer is the same ack either way. Without
+        an ``id`` the publish carries a random request ``token``, and every re-send of it
+        says ``retry``: the server then looks for the first attempt before storing, so an
+        ack lost with a dying socket (or a timeout) cannot store the message twice. With an
+        ``id`` the id does that. ``rate_limited`` is retried after the server's
+        ``retry_after_ms``; the error reaches the caller only once the deadline passed.
+        """
         opts = self.options
+        key = {"id": id} if id is not None else {"token": secrets.token_hex(16)}
+        frame: dict[str, Any] = {"action": "publish", "channel": channel, "data": data, **key}
+        over_http = (
+            self._connection.frame_bytes({**frame, "retry": True}) > opts.max_frame_bytes
+        )
         deadline = time.monotonic() + opts.publish_deadline
-        attempt = 0
+        attempt = 0  # failed attempts, for the backoff
+        sent = False  # an attempt went out: later ones are retries
         last: SwitchboardError | None = None
         refreshed = False
         while True:
@@ -196,9 +215,17 @@ class Switchboard:
                 raise last or UnavailableError(
                     f"Could not publish to {channel!r} within {opts.publish_deadline:g} s."
                 )
+            retry = sent and id is None
+            sent = True
             try:
+                if over_http:
+                    self.publishes_over_http += 1
+                    return await self.http.publish(
+                        channel, data, id, token=key.get("token"), retry=retry,
+                        attempts=1, timeout=min(opts.request_timeout, remaining),
+                    )
                 reply = await self._connection.request(
-                    {"action": "publish", "channel": channel, "data": data, "id": id},
+                    {**frame, "retry": True} if retry else frame,
                     min(opts.request_timeout, remaining),
                 )
                 return Ack.from_dict(reply)
@@ -207,22 +234,28 @@ class Switchboard:
                     f"The connection dropped while publishing to {channel!r}; "
                     f"last error: {self._connection.stats.last_error}."
                 )
+                delay = backoff_delay(attempt, opts.backoff_initial, opts.backoff_max, self._rng)
             except UnauthorizedError as error:
                 # The token expired while connected: renew it once, reconnect, send again
-                # (same id, so nothing can be stored twice).
-                if (refreshed or self._connection.failed_for_good
+                # (same id or token, so nothing can be stored twice). Over HTTP the request
+                # already renewed it once.
+                if (refreshed or over_http or self._connection.failed_for_good
                         or not await self._connection.reauthenticate()):
                     raise
                 refreshed, last = True, error
                 continue
+            except RateLimitedError as error:
+                last = error
+                delay = error.retry_after or backoff_delay(
+                    attempt, opts.backoff_initial, opts.backoff_max, self._rng
+                )
             except SwitchboardError as error:
                 if not error.retryable:
                     raise
                 last = error
-            await asyncio.sleep(
-                backoff_delay(attempt, opts.backoff_initial, opts.backoff_max, self._rng)
-            )
+                delay = backoff_delay(attempt, opts.backoff_initial, opts.backoff_max, self._rng)
             attempt += 1
+            await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
 
 class Channel:
@@ -235,10 +268,14 @@ class Channel:
     async def publish(self, data: Any, id: str | None = None) -> Ack:
         """Publish one message over the shared socket, retrying transient failures.
 
-        ``id`` is the idempotency key; without one a random id is made once for this call,
-        so the retries inside it can never store the message twice.
+        ``id`` is the idempotency key: publishing the same id again stores nothing. Without
+        one, the call's retries carry a random request token instead, so they cannot store
+        the message twice either (and the publish costs one write, not two). A message
+        whose frame would be over API Gateway's 32 KB frame limit goes over HTTP, with the
+        same guarantees. ``rate_limited`` is retried after the delay the server asks for,
+        up to ``Options.publish_deadline``.
         """
-        return await self.client._publish_ws(self.name, data, id or uuid.uuid4().hex)
+        return await self.client._publish(self.name, data, id)
 
     async def publish_many(self, items: Iterable[Any | tuple[Any, str]]) -> list[Ack]:
         """Publish a batch in one HTTP request. Items are ``data`` or ``(data, id)``."""
@@ -355,7 +392,7 @@ class Subscription:
                 return message
             gap = recovery.gap()
             if gap is not None:
-                await self._fill(gap.until_seq)
+                await self._fill(gap)
                 continue
             event = await self._route.queue.get()
             try:
@@ -363,28 +400,40 @@ class Subscription:
                     recovery.receive(event)
                 elif isinstance(event, Subscribed):
                     recovery.subscribed(event.epoch, event.from_offset, event.head)
+                elif isinstance(event, Head):
+                    recovery.head_reported(event.offset)
                 elif isinstance(event, Failure):
                     raise event.error
             except SwitchboardError:
                 self._finish()
                 raise
 
-    async def _fill(self, until_seq: int) -> None:
+    async def _fill(self, gap: Gap) -> None:
         """Fetch missing messages over HTTP; they are buffered like socket arrivals."""
         recovery = self._recovery
         before = recovery.last_seq or 0
-        position = recovery.position
-        assert position is not None
+        position = gap.from_offset
         try:
-            page = await self.channel.history(position, min(1000, max(1, until_seq - before)))
+            page = await self.channel.history(
+                position, min(1000, max(1, gap.until_seq - before))
+            )
             for message in page.messages:
                 recovery.receive(message)
+        except NotFoundError:
+            if not gap.reported:  # else deleted since the head was read: nothing to fetch
+                self._finish()
+                raise
         except SwitchboardError:
             self._finish()
             raise
         if recovery.gap() is None:
-            recovery.note_gap_filled()
+            recovery.note_gap_filled(gap.reported)
             self._fill_failures = 0
+            return
+        if gap.reported:
+            # History holds nothing past our position after all (the head was read before
+            # an expiry or a deletion): nothing is missing, nothing to wait for.
+            recovery.drop_reported_head()
             return
         # An eventually consistent read may trail the stream that told us about the message.
         self._fill_failures += 1

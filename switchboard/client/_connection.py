@@ -1,17 +1,32 @@
 """One WebSocket per client: multiplexed subscriptions and publishes, kept alive for ever.
 
 The connection task connects, resubscribes every live subscription from its last processed
-position, then reads frames and routes them: ``message``/``subscribed`` (and errors about a
-subscription) to that subscription's queue, replies with a ``ref`` to the request waiting for
-them. When the socket dies (network, server restart, API Gateway's idle or 2-hour limit) it
-reconnects with full-jitter exponential backoff; requests in flight fail over to the next
-socket. Pings keep an idle socket open and detect a dead one; the socket is also replaced on
-our own schedule before API Gateway's 2-hour limit closes it.
+position, then reads frames and routes them: ``message``/``messages``/``subscribed`` (and
+errors about a subscription) to that subscription's queue, replies with a ``ref`` to the
+request waiting for them. When the socket dies (network, server restart, API Gateway's idle or
+2-hour limit) it reconnects with full-jitter exponential backoff; requests in flight fail over
+to the next socket. Pings keep an idle socket open and detect a dead one; the socket is also
+replaced on our own schedule before API Gateway's 2-hour limit closes it.
+
+What the server may send beyond one message per frame, handled here so the subscription sees
+single messages in arrival order:
+
+* ``messages`` frames (subscriptions ask for them with ``"batch": true``): several messages
+  of one channel, in seq order.
+* A byte stream's entry over 22 KB as several ``message`` frames with the same seq and
+  ``"slice": [index, count]``: joined here into one message.
+* A replay paused to stay within the server's invocation time (``unavailable`` with
+  ``detail.resume`` and ``detail.offset``): subscribed again from that offset, silently.
+* Heads in a pong: a subscription quiet for ``Options.idle_check`` seconds has its channel's
+  head asked for in a ping (``"channels": [...]``, also in every keep-alive ping); the head
+  goes to the subscription, which fetches from history what the fan-out never delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import itertools
 import json
@@ -39,9 +54,14 @@ from ._errors import (
 )
 from ._http import Credentials
 from ._options import Options, backoff_delay
-from ._types import Message
+from ._types import BASE64, Message, is_offset
 
 log = logging.getLogger("switchboard.client")
+
+#: Channels one ping may ask heads for (the server's limit).
+MAX_PING_CHANNELS = 20
+#: The longest ``ref`` this client generates, for measuring a frame before it has one.
+_REF_PLACEHOLDER = "c" + "9" * 12
 
 
 class ConnectionLostError(Exception):
@@ -60,11 +80,28 @@ class Failure:
     error: SwitchboardError
 
 
+@dataclass(frozen=True)
+class Head:
+    """The channel's head offset (or ``-1``) as a pong reported it."""
+
+    offset: str
+
+
 #: What a subscription's queue carries, in arrival order.
-Event = Subscribed | Message | Failure
+Event = Subscribed | Message | Failure | Head
 
 #: Asked why a handshake was refused with this status (401/403); returns the server's error.
 RefusalExplainer = Callable[[int], Awaitable["SwitchboardError | None"]]
+
+
+@dataclass
+class _Slices:
+    """The slices received so far of one byte-stream entry (``"slice": [index, count]``)."""
+
+    seq: int
+    count: int
+    first: dict[str, Any]
+    parts: list[bytes | str] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +111,17 @@ class Route:
     channel: str
     resume_from: Callable[[], str]
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    # The ref of the last subscribe sent: the server's errors about it echo it.
+    subscribe_ref: str | None = None
+    # `subscribed` arrived on the current socket.
+    confirmed: bool = False
+    # When a frame of this subscription last arrived, and when its head was last asked for
+    # (time.monotonic()).
+    active_at: float = 0.0
+    checked_at: float = 0.0
+    # Retryable refusals of the subscribe in a row (backoff before the next one).
+    failures: int = 0
+    slices: _Slices | None = None
 
 
 @dataclass
@@ -83,6 +131,10 @@ class ConnectionStats:
     rotations: int = 0  # proactive reconnects before the 2-hour limit
     pings: int = 0
     last_error: str | None = None
+    #: Replays the server paused (``unavailable`` + ``resume``) and the client continued.
+    replay_resumes: int = 0
+    #: Pings that asked for channels' heads (a subscription had been quiet).
+    head_checks: int = 0
 
 
 class Connection:
@@ -149,7 +201,7 @@ class Connection:
         self._pending[ref] = future
         try:
             try:
-                await ws.send(json.dumps({**frame, "ref": ref}, separators=(",", ":")))
+                await ws.send(encode_frame({**frame, "ref": ref}))
             except websockets.ConnectionClosed:
                 raise ConnectionLostError from None
             reply = await asyncio.wait_for(future, timeout)
@@ -158,6 +210,11 @@ class Connection:
         if reply.get("type") == "error":
             raise error_from_payload(reply)
         return reply
+
+    @staticmethod
+    def frame_bytes(frame: dict[str, Any]) -> int:
+        """The size of ``frame`` as :meth:`request` would send it (with a ``ref``)."""
+        return len(encode_frame({**frame, "ref": _REF_PLACEHOLDER}).encode("utf-8"))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -317,7 +374,8 @@ class Connection:
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
         for route in list(self._routes.values()):
-            await ws.send(json.dumps(self._subscribe_frame(route), separators=(",", ":")))
+            route.confirmed, route.slices = False, None
+            await ws.send(encode_frame(self._subscribe_frame(route)))
         self._connected.set()
         keepalive = asyncio.create_task(self._keepalive(ws))
         try:
@@ -330,28 +388,85 @@ class Connection:
                 await keepalive
 
     async def _keepalive(self, ws: ClientConnection) -> None:
-        """Ping when idle; close a socket that stops answering or has lived long enough."""
+        """Ping when idle; close a socket that stops answering or has lived long enough.
+
+        A subscription quiet for ``idle_check`` seconds since its last frame has its
+        channel's head asked for (a ping with ``channels``); keep-alive pings ask for the
+        heads of every quiet subscription too. A head past the last message a subscription
+        has is a message the fan-out gave up on: the subscription fetches it from history.
+        """
         opts = self._options
         # Jitter the rotation so a fleet of clients started together spreads its reconnects.
         rotate_at = time.monotonic() + opts.max_connection_age * self._rng.uniform(0.9, 1.0)
         self._last_rx = time.monotonic()
+        # Wake up at least this often to notice subscriptions that became due meanwhile.
+        tick = max(0.05, opts.idle_check / 5) if opts.idle_check > 0 else float("inf")
         while True:
             now = time.monotonic()
             if now >= rotate_at:
                 self.stats.rotations += 1
                 await ws.close(1000, "rotating before the connection time limit")
                 return
+            due = self._due_for_head_check(now)
             idle_for = now - self._last_rx
-            if idle_for < opts.ping_interval:
-                await asyncio.sleep(min(opts.ping_interval - idle_for, rotate_at - now))
+            if not due and idle_for < opts.ping_interval:
+                await asyncio.sleep(min(opts.ping_interval - idle_for, rotate_at - now, tick))
                 continue
+            routes = (due or self._quiet_routes(now))[:MAX_PING_CHANNELS]
+            frame: dict[str, Any] = {"action": "ping"}
+            if routes:
+                frame["channels"] = [route.channel for route in routes]
+                self.stats.head_checks += 1
+            for route in routes:
+                route.checked_at = now
             self.stats.pings += 1
             try:
-                await self.request({"action": "ping"}, opts.pong_timeout)
+                reply = await self.request(frame, opts.pong_timeout)
             except (TimeoutError, ConnectionLostError):
                 self.stats.last_error = "no pong within the timeout"
                 ws.transport.abort()  # a dead peer would never complete a closing handshake
                 return
+            except SwitchboardError as error:
+                # An answer, so the socket is alive; the heads were refused (a renewed token
+                # without `subscribe` on a channel, say): no heads this round.
+                log.debug("a ping asking for heads was refused: %s", error)
+                if isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
+                    asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())
+                continue
+            self._report_heads(reply.get("heads"))
+
+    def _due_for_head_check(self, now: float) -> list[Route]:
+        """Subscriptions quiet for ``idle_check`` seconds since a frame not yet followed by a
+        head check, the quietest first."""
+        wait = self._options.idle_check
+        if wait <= 0:
+            return []
+        due = [
+            route for route in self._routes.values()
+            if route.confirmed and route.active_at > route.checked_at
+            and now - route.active_at >= wait
+        ]
+        return sorted(due, key=lambda route: route.active_at)
+
+    def _quiet_routes(self, now: float) -> list[Route]:
+        """Subscriptions quiet for ``idle_check`` seconds, the longest unchecked first: a
+        keep-alive ping asks for their heads too."""
+        wait = self._options.idle_check
+        if wait <= 0:
+            return []
+        quiet = [
+            route for route in self._routes.values()
+            if route.confirmed and now - route.active_at >= wait
+        ]
+        return sorted(quiet, key=lambda route: route.checked_at)
+
+    def _report_heads(self, heads: object) -> None:
+        if not isinstance(heads, dict):
+            return
+        for channel, head in heads.items():
+            route = self._routes.get(channel)
+            if route is not None and isinstance(head, str):
+                route.queue.put_nowait(Head(head))
 
     def _dispatch(self, raw: str | bytes) -> None:
         try:
@@ -365,15 +480,14 @@ class Connection:
         ref = frame.get("ref")
         channel = frame.get("channel")
         route = self._routes.get(channel) if isinstance(channel, str) else None
-        if kind == "message":
+        if kind in ("message", "messages", "subscribed"):
             if route is not None:
-                route.queue.put_nowait(Message.from_dict(frame))
-            return
-        if kind == "subscribed":
-            if route is not None:
-                route.queue.put_nowait(
-                    Subscribed(str(frame["epoch"]), str(frame["from"]), str(frame["head"]))
-                )
+                route.active_at = time.monotonic()
+                try:
+                    self._route_frame(route, kind, frame)
+                except (KeyError, TypeError, ValueError):
+                    # A malformed message is as good as lost: the gap logic fetches it.
+                    log.warning("ignored a malformed %s frame: %.200r", kind, raw)
             return
         future = self._pending.get(ref) if isinstance(ref, str) else None
         if future is not None:
@@ -381,20 +495,94 @@ class Connection:
                 future.set_result(frame)
             return
         if kind == "error" and route is not None:
+            if isinstance(ref, str) and ref != route.subscribe_ref:
+                # About an earlier subscribe, or a publish whose caller stopped waiting:
+                # not about the subscription as it stands.
+                log.debug("ignored a late error frame: %.200r", raw)
+                return
             error = error_from_payload(frame)
             if isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
                 # A later token refresh resubscribes everything on the next socket.
                 asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())
                 return
+            resume = error.detail.get("offset")
+            if (isinstance(error, UnavailableError) and error.detail.get("resume") is True
+                    and isinstance(resume, str) and is_offset(resume)):
+                # The server paused a replay to stay within its invocation's time: continue
+                # from where it got to. Unseen by the application.
+                self.stats.replay_resumes += 1
+                route.confirmed = False
+                self._spawn_send(self._subscribe_frame(route, resume))
+                return
             if error.retryable:
-                # e.g. `unavailable` when a replay cannot catch up: subscribe again.
-                self._spawn_send(self._subscribe_frame(route))
+                # A subscribe the server could not handle now: again, after a backoff.
+                route.failures += 1
+                self._resubscribe_later(route, self._delay(route.failures - 1))
                 return
             del self._routes[route.channel]
             route.queue.put_nowait(Failure(error))
             return
         if kind == "error":
             log.warning("server error: %s", frame.get("message"))
+
+    def _route_frame(self, route: Route, kind: object, frame: dict[str, Any]) -> None:
+        """A frame for a subscription: its messages go to its queue one by one, in order."""
+        if kind == "subscribed":
+            route.confirmed, route.failures, route.slices = True, 0, None
+            route.queue.put_nowait(
+                Subscribed(str(frame["epoch"]), str(frame["from"]), str(frame["head"]))
+            )
+        elif kind == "messages":
+            for item in frame["messages"]:
+                route.queue.put_nowait(Message.from_dict({"channel": route.channel, **item}))
+        elif "slice" in frame:
+            message = self._join_slice(route, frame)
+            if message is not None:
+                route.queue.put_nowait(message)
+        else:
+            route.queue.put_nowait(Message.from_dict(frame))
+
+    def _join_slice(self, route: Route, frame: dict[str, Any]) -> Message | None:
+        """One slice of a byte-stream entry; the whole entry once its last slice arrives.
+
+        Slices of one entry arrive consecutively. One out of place drops the entry: it is
+        then missing like a lost message, and the gap logic fetches it from history.
+        """
+        index, count = (int(n) for n in frame["slice"])
+        seq = int(frame["seq"])
+        partial = route.slices
+        if index == 0:
+            partial = route.slices = _Slices(seq, count, frame)
+        elif partial is None or (partial.seq, partial.count, len(partial.parts)) != (
+            seq, count, index
+        ):
+            route.slices = None
+            log.warning("slice %d/%d of seq %d of %r arrived out of order; the entry will "
+                        "be read from history", index, count, seq, route.channel)
+            return None
+        data = frame.get("data")
+        if frame.get("encoding") == BASE64:
+            try:
+                partial.parts.append(base64.b64decode(str(data), validate=True))
+            except (binascii.Error, ValueError):
+                route.slices = None
+                log.warning("slice %d/%d of seq %d of %r is not base64; the entry will be "
+                            "read from history", index, count, seq, route.channel)
+                return None
+        else:
+            partial.parts.append(str(data))
+        if len(partial.parts) < partial.count:
+            return None
+        route.slices = None
+        whole = {k: v for k, v in partial.first.items() if k not in ("type", "slice")}
+        parts = partial.parts
+        if all(isinstance(part, bytes) for part in parts):
+            whole["data"] = base64.b64encode(b"".join(
+                part for part in parts if isinstance(part, bytes)
+            )).decode("ascii")
+        else:
+            whole["data"] = "".join(str(part) for part in parts)
+        return Message.from_dict(whole)
 
     async def reauthenticate(self) -> bool:
         """Fetch a fresh token and reconnect with it (resubscribing from the last offsets);
@@ -424,13 +612,29 @@ class Connection:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _subscribe_frame(self, route: Route) -> dict[str, Any]:
-        return {
+    def _subscribe_frame(self, route: Route, from_: str | None = None) -> dict[str, Any]:
+        """A subscribe from ``from_`` (default: the subscription's position)."""
+        route.subscribe_ref = self._ref()
+        frame: dict[str, Any] = {
             "action": "subscribe",
-            "ref": self._ref(),
+            "ref": route.subscribe_ref,
             "channel": route.channel,
-            "from": route.resume_from(),
+            "from": from_ if from_ is not None else route.resume_from(),
         }
+        if self._options.batch_frames:
+            frame["batch"] = True
+        return frame
+
+    def _resubscribe_later(self, route: Route, delay: float) -> None:
+        """Subscribe again after ``delay`` seconds, if still wanted on the same socket."""
+        ws = self._ws
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if self._ws is ws and self._routes.get(route.channel) is route:
+                self._spawn_send(self._subscribe_frame(route))
+
+        asyncio.get_running_loop().create_task(later())
 
     def _spawn_send(self, frame: dict[str, Any]) -> None:
         ws = self._ws
@@ -438,7 +642,7 @@ class Connection:
         async def send() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
                 if ws is not None:
-                    await ws.send(json.dumps(frame, separators=(",", ":")))
+                    await ws.send(encode_frame(frame))
 
         asyncio.get_running_loop().create_task(send())
 
@@ -462,6 +666,18 @@ class Connection:
         parts = urlsplit(self._ws_url)
         query = "&".join(q for q in (parts.query, urlencode({"token": token})) if q)
         return urlunsplit(parts._replace(query=query))
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A frame as sent: compact JSON, UTF-8 (smaller than ``\\u`` escapes, which matters
+    under API Gateway's 32 KB frame limit); escaped only if the data holds lone surrogates,
+    which UTF-8 cannot carry."""
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(frame, separators=(",", ":"))
+    return text
 
 
 def _refused_status(exc: Exception) -> int | None:

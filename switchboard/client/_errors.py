@@ -18,7 +18,7 @@ retry budget is ``UnavailableError``).
     ├── TooLargeError                too_large
     ├── UnauthorizedError            unauthorized
     ├── ForbiddenError               forbidden
-    ├── RateLimitedError             rate_limited     (retried by the SDK first)
+    ├── RateLimitedError             rate_limited     .retry_after (retried by the SDK first)
     ├── UnavailableError             unavailable      (retried by the SDK first)
     ├── InternalError                internal         (retried by the SDK first)
     └── ClosedError                  client_closed    the client was closed
@@ -115,8 +115,19 @@ class ForbiddenError(SwitchboardError):
 
 
 class RateLimitedError(SwitchboardError):
+    """The channel is taking publishes faster than it can store them. The SDK waits
+    :attr:`retry_after` and retries (same id or token) until the publish's deadline."""
+
     code = "rate_limited"
     retryable = True
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked to wait before retrying (``detail.retry_after_ms``)."""
+        value = self.detail.get("retry_after_ms")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            return None
+        return value / 1000
 
 
 class UnavailableError(SwitchboardError):

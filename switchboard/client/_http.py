@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +15,7 @@ import httpx
 from ._env import NO_CREDENTIALS_HINT
 from ._errors import (
     InternalError,
+    RateLimitedError,
     SwitchboardError,
     UnauthorizedError,
     UnavailableError,
@@ -28,6 +30,8 @@ from ._types import Ack, ChannelInfo, HistoryPage, Message
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Marks a publish as a re-send of one whose answer was lost (see ``HttpApi.publish``).
+RETRY_HEADER = "X-Switchboard-Retry"
 
 
 class Credentials:
@@ -93,11 +97,35 @@ class HttpApi:
 
     # -- endpoints ------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, id: str) -> Ack:
-        body = await self._request(
-            "POST", f"/v1/channels/{channel_path(channel)}/messages", {"data": data, "id": id}
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        id: str | None = None,
+        *,
+        token: str | None = None,
+        retry: bool = False,
+        attempts: int | None = None,
+        timeout: float | None = None,
+    ) -> Ack:
+        """``POST /v1/channels/{channel}/messages`` with one message.
+
+        With an ``id`` the publish is idempotent. Without one it carries a request
+        ``token`` (``token``, else a random one), and every re-send says
+        ``X-Switchboard-Retry: true`` (the first too, with ``retry``: it re-sends an attempt
+        whose answer was lost), so the server finds an earlier attempt instead of storing
+        the message twice. ``attempts`` bounds the tries (default ``Options.http_attempts``).
+        """
+        body: dict[str, Any] = {"data": data}
+        if id is not None:
+            body["id"] = id
+        else:
+            body["token"] = token or secrets.token_hex(16)
+        answer = await self._request(
+            "POST", f"/v1/channels/{channel_path(channel)}/messages", body,
+            resend_header=id is None, resent=retry, attempts=attempts, timeout=timeout,
         )
-        return Ack.from_dict(body)
+        return Ack.from_dict(answer)
 
     async def publish_many(self, channel: str, items: Sequence[tuple[Any, str]]) -> list[Ack]:
         payload = [{"data": data, "id": id} for data, id in items]
@@ -184,19 +212,32 @@ class HttpApi:
         path: str,
         json: Any = None,
         params: dict[str, str] | None = None,
+        *,
+        resend_header: bool = False,
+        resent: bool = False,
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> Any:
-        """Send with retries on transport errors and 429/5xx. Every request we retry is
-        idempotent (publishes carry an id), so a retry after a lost response is safe."""
+        """Send with retries on transport errors and 429/5xx (after the server's
+        ``retry_after_ms`` for 429). Every request we retry is idempotent (publishes carry
+        an id, or a token and, with ``resend_header``, ``X-Switchboard-Retry: true`` on
+        every re-send: from the first when ``resent``), so a retry after a lost response is
+        safe."""
         refreshed = False
         attempt = 0
+        limit = attempts if attempts is not None else self._options.http_attempts
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         while True:
             headers = {}
             token = await self._credentials.current()
             if token:
                 headers["Authorization"] = f"Bearer {token}"
+            if resend_header and resent:
+                headers[RETRY_HEADER] = "true"
+            resent = True  # whatever happens next, this attempt may have reached the server
             try:
                 response = await self._client.request(
-                    method, path, json=json, params=params, headers=headers
+                    method, path, json=json, params=params, headers=headers, **extra
                 )
             except httpx.TransportError as exc:
                 error: SwitchboardError = UnavailableError(
@@ -214,13 +255,14 @@ class HttpApi:
                 if response.status_code not in _RETRY_STATUSES:
                     raise self._hinted(error)
             attempt += 1
-            if attempt >= self._options.http_attempts:
+            if attempt >= limit:
                 raise error
-            await asyncio.sleep(
-                backoff_delay(
-                    attempt, self._options.backoff_initial, self._options.backoff_max, self._rng
-                )
+            delay = backoff_delay(
+                attempt, self._options.backoff_initial, self._options.backoff_max, self._rng
             )
+            if isinstance(error, RateLimitedError) and error.retry_after is not None:
+                delay = max(delay, error.retry_after)
+            await asyncio.sleep(delay)
 
 
 def _error_of(response: httpx.Response) -> SwitchboardError:

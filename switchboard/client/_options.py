@@ -32,6 +32,16 @@ class Options:
     http_attempts: int = 5
     #: Seconds to open the socket.
     connect_timeout: float = 10.0
+    #: Seconds a subscription may stay silent after its last message before the client asks
+    #: the server for the channel's head (a ``ping`` with ``channels``), to find a last
+    #: message the fan-out gave up on; later keep-alive pings ask again. 0 turns it off.
+    idle_check: float = 25.0
+    #: Ask for batched ``messages`` frames when subscribing (a backlog replays faster and
+    #: costs fewer API Gateway messages). False: one ``message`` frame per message.
+    batch_frames: bool = True
+    #: A publish whose encoded frame is larger goes over HTTP instead of the socket: API
+    #: Gateway closes a WebSocket (1009) on an inbound frame over 32 KB.
+    max_frame_bytes: int = 32_000
 
 
 def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:

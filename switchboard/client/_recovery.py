@@ -7,6 +7,15 @@ gap must be filled from history, and where to resubscribe after a reconnect. Dup
 dropped by seq; a seq that jumps past the next expected one is held back until the missing
 range has been fetched, so the application never sees a hole or a reordering.
 
+A message lost for good by the fan-out leaves a hole that the next message reveals; a lost
+*last* message has no next one, so the connection layer asks the server for the channel's
+head when the subscription has been quiet for a while (``ping`` with ``channels``) and
+reports it here: a head past what we have is a gap like any other, filled from history.
+
+A replay that paused (``unavailable`` with ``resume``) continues from the offset the server
+reached, so what is buffered up to there is kept; a resubscribe after a reconnect starts from
+:attr:`position`, so nothing past it needs keeping.
+
 Positions follow the contract: the offset of seq N is where a reader that processed N
 resumes. ``position`` is the offset of the last message handed to the application (or the
 resolved start before the first one), so persisting it and subscribing from it later
@@ -23,11 +32,15 @@ from ._types import NOW, Message, seq_of
 
 @dataclass(frozen=True)
 class Gap:
-    """Messages after ``from_offset`` up to and including seq ``until_seq`` are missing."""
+    """Messages after ``from_offset`` up to and including seq ``until_seq`` are missing.
+
+    ``reported``: known only from a head the server reported (nothing after it is buffered).
+    """
 
     from_offset: str
     after_seq: int
     until_seq: int
+    reported: bool = False
 
 
 @dataclass
@@ -36,6 +49,8 @@ class RecoveryStats:
     duplicates: int = 0
     gaps: int = 0
     resubscribes: int = 0
+    #: Gaps found by a head check (a last message the fan-out lost), filled from history.
+    tail_gaps: int = 0
 
 
 class Recovery:
@@ -49,6 +64,8 @@ class Recovery:
         self._head_seq = 0
         self._pending: dict[int, Message] = {}
         self._confirmed = False
+        # The last seq the server reported as stored (a pong's head) beyond what we have.
+        self._reported: int | None = None
         self.stats = RecoveryStats()
         if start not in ("-1", NOW):
             # A stored offset: the position is known before the server confirms it.
@@ -79,8 +96,9 @@ class Recovery:
     # -- events ---------------------------------------------------------------------------
 
     def subscribed(self, epoch: str, from_offset: str, head: str) -> None:
-        """A ``subscribed`` frame. Messages buffered from an older connection are dropped:
-        the server replays everything after our position anyway."""
+        """A ``subscribed`` frame. Buffered messages past ``from_offset`` are dropped: the
+        server replays everything after it anyway (after a reconnect that is our position;
+        after a paused replay, the offset it reached, so what came before is kept)."""
         if self.epoch is not None and epoch != self.epoch:
             raise EpochMismatchError(
                 f"Channel {self.channel!r} was deleted and created again (epoch {epoch}); "
@@ -94,7 +112,31 @@ class Recovery:
             self.stats.resubscribes += 1
         self._confirmed = True
         self._head_seq = seq_of(head)[1] if head not in ("-1", NOW) else 0
-        self._pending.clear()
+        start = seq_of(from_offset)[1]
+        self._pending = {seq: m for seq, m in self._pending.items() if seq <= start}
+        self._reported = None
+
+    def head_reported(self, head: str) -> None:
+        """The channel's head as the server reported it (a pong's ``heads``). A head past
+        the last message we have means messages we will not receive live: :meth:`gap`
+        reports them. A head of another epoch means the log was replaced; the history read
+        that follows raises the server's answer (``epoch_mismatch`` or ``offset_expired``).
+        """
+        if not self._confirmed or self._last_seq is None or head in ("-1", NOW):
+            return  # nothing stored (or the channel is gone): nothing to fetch
+        try:
+            epoch, seq = seq_of(head)
+        except ValueError:
+            return
+        if epoch != self.epoch:
+            seq = self._last_seq + 1
+        have = max([self._last_seq, *self._pending])
+        if seq > have:
+            self._reported = max(seq, self._reported or 0)
+
+    def drop_reported_head(self) -> None:
+        """Forget a reported head that history could not confirm (nothing is missing)."""
+        self._reported = None
 
     def receive(self, message: Message) -> None:
         """A message from the socket or from history: buffer it unless already seen."""
@@ -122,15 +164,25 @@ class Recovery:
         if message is not None:
             self._last_seq = message.seq
             self.stats.delivered += 1
+            if self._reported is not None and self._last_seq >= self._reported:
+                self._reported = None
         return message
 
     def gap(self) -> Gap | None:
-        """The missing range, when messages are buffered beyond a hole."""
-        if not self._pending or self._last_seq is None or self._last_seq + 1 in self._pending:
+        """The missing range: messages buffered beyond a hole, or a reported head past the
+        last message we have."""
+        if self._last_seq is None or self._last_seq + 1 in self._pending:
             return None
         position = self.position
         assert position is not None
-        return Gap(position, self._last_seq, min(self._pending) - 1)
+        if self._pending:
+            return Gap(position, self._last_seq, min(self._pending) - 1)
+        if self._reported is not None and self._reported > self._last_seq:
+            return Gap(position, self._last_seq, self._reported, reported=True)
+        return None
 
-    def note_gap_filled(self) -> None:
-        self.stats.gaps += 1
+    def note_gap_filled(self, reported: bool = False) -> None:
+        if reported:
+            self.stats.tail_gaps += 1
+        else:
+            self.stats.gaps += 1

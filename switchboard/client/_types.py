@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +14,18 @@ BEGINNING = "-1"
 NOW = "now"
 
 
+#: ``Message.encoding`` of a Durable Streams byte stream's entry: ``data`` is base64 text.
+BASE64 = "base64"
+
+
 @dataclass(frozen=True)
 class Message:
-    """One message as delivered: ``offset`` is where a reader that processed it resumes."""
+    """One message as delivered: ``offset`` is where a reader that processed it resumes.
+
+    ``data`` is the JSON value as published. An entry of a Durable Streams byte stream (any
+    content type but ``application/json``) has ``encoding == "base64"`` and ``data`` the
+    base64 text of its bytes; :attr:`bytes` decodes it.
+    """
 
     channel: str
     seq: int
@@ -23,9 +35,22 @@ class Message:
     id: str | None = None
     ts: int | None = None
     publisher: str | None = None
+    encoding: str | None = None
+
+    @property
+    def bytes(self) -> builtins.bytes | None:
+        """The entry's bytes when ``encoding`` is ``"base64"`` (a byte stream), else None
+        (JSON messages: use :attr:`data`)."""
+        if self.encoding != BASE64 or not isinstance(self.data, str):
+            return None
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Message:
+        encoding = obj.get("encoding")
         return cls(
             channel=str(obj["channel"]),
             seq=int(obj["seq"]),
@@ -35,10 +60,11 @@ class Message:
             id=obj.get("id"),
             ts=obj.get("ts"),
             publisher=obj.get("publisher"),
+            encoding=encoding if isinstance(encoding, str) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "channel": self.channel,
             "seq": self.seq,
             "offset": self.offset,
@@ -48,6 +74,9 @@ class Message:
             "ts": self.ts,
             "publisher": self.publisher,
         }
+        if self.encoding is not None:
+            out["encoding"] = self.encoding
+        return out
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,16 @@
 // Credentials the server refuses end every subscription (onError) and publish with an
 // UnauthorizedError / ForbiddenError carrying the server's message, at once: nothing
 // reconnects for them (an `auth` callback gets one chance to provide a fresh token).
+//
+// The server's newer frames are handled here, unseen by the app: batched `messages` frames
+// (asked for with `batch: true`), a replay paused by the server (`unavailable` with
+// `detail.resume`: subscribed again from `detail.offset`), a byte stream's entry sliced over
+// several frames (joined; `message.bytes` is a Uint8Array when `encoding` is "base64"), and
+// heads in pongs (a subscription quiet for `idleCheck` ms has its channel's head asked for;
+// a head past the last message fetches what the fan-out lost from history). A publish
+// without an id carries a random `token`, its re-sends say `retry: true` (so an answer lost
+// with a socket cannot store it twice), `rate_limited` waits `detail.retry_after_ms`, and a
+// publish whose frame is over API Gateway's 32 KB frame limit goes over HTTP.
 
 const DEFAULTS = {
   pingInterval: 120_000,
@@ -24,7 +34,12 @@ const DEFAULTS = {
   backoffMax: 15_000,
   requestTimeout: 10_000,
   publishDeadline: 60_000,
+  idleCheck: 25_000, // ms a subscription may be quiet before its channel's head is checked; 0: off
+  batch: true, // ask for batched `messages` frames
+  maxFrameBytes: 32_000, // larger publishes go over HTTP (API Gateway: 1009 over 32 KB)
 };
+// Channels one ping may ask heads for (the server's limit).
+const MAX_PING_CHANNELS = 20;
 
 export class SwitchboardError extends Error {
   constructor(code, message, detail = {}, status = undefined) {
@@ -40,6 +55,11 @@ export class SwitchboardError extends Error {
   }
   get retryable() {
     return ["unavailable", "internal", "rate_limited"].includes(this.code);
+  }
+  /** For rate_limited: milliseconds the server asked to wait before retrying. */
+  get retryAfter() {
+    const ms = this.detail.retry_after_ms;
+    return typeof ms === "number" && ms >= 0 ? ms : null;
   }
 }
 
@@ -88,6 +108,45 @@ function credentialFailure(e) {
 const seqOf = (offset) => Number(offset.slice(offset.indexOf("_") + 1));
 const epochOf = (offset) => offset.slice(0, offset.indexOf("_"));
 const offsetOf = (epoch, seq) => `${epoch}_${String(seq).padStart(16, "0")}`;
+const isOffset = (value) => typeof value === "string" && /^[^_]+_\d+$/.test(value);
+const utf8 = new TextEncoder();
+/** The size of a frame as sent (UTF-8 bytes of its JSON). */
+const frameBytes = (frame) => utf8.encode(JSON.stringify(frame)).length;
+
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function toBase64(bytes) {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/** Gives a delivered message its `bytes` (non-enumerable): the entry's bytes as a Uint8Array
+ * when `encoding` is "base64" (a Durable Streams byte stream), else null. */
+function withBytes(message) {
+  if (message && typeof message === "object" && !Object.hasOwn(message, "bytes")) {
+    Object.defineProperty(message, "bytes", {
+      configurable: true,
+      enumerable: false,
+      get() {
+        let value = null;
+        if (this.encoding === "base64" && typeof this.data === "string") {
+          try { value = fromBase64(this.data); } catch { value = null; }
+        }
+        Object.defineProperty(this, "bytes", { value, enumerable: false, configurable: true });
+        return value;
+      },
+    });
+  }
+  return message;
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const jitter = (attempt, o) =>
   Math.random() * Math.min(o.backoffMax, o.backoffInitial * 2 ** Math.min(attempt, 30));
@@ -110,7 +169,12 @@ export class Switchboard {
     this.token = opts.token ?? null;
     this.auth = opts.auth ?? null;
     this.wsUrl = opts.wsUrl ?? wsUrlFor(this.url);
-    this.stats = { connects: 0, reconnects: 0, rotations: 0, pings: 0 };
+    this.stats = {
+      connects: 0, reconnects: 0, rotations: 0, pings: 0,
+      replayResumes: 0, // replays the server paused and the client continued
+      headChecks: 0, // pings that asked for channels' heads
+      publishesOverHttp: 0, // publishes whose frame was over the frame limit
+    };
     this._routes = new Map(); // channel -> Subscription
     this._pending = new Map(); // ref -> {resolve, reject, timer}
     this._refs = 0;
@@ -148,22 +212,35 @@ export class Switchboard {
 
   // -- HTTP ------------------------------------------------------------------------------
 
-  async _http(method, path, body) {
+  /**
+   * One request to the HTTP API, retried on network errors, 429 and 5xx (after the server's
+   * `retry_after_ms` for 429). Options: `attempts` (default 5), `timeout` (ms), and for a
+   * publish carrying a token `retryHeader` (every re-send says X-Switchboard-Retry: true;
+   * the first too with `resent`).
+   */
+  async _http(method, path, body, { attempts = 5, timeout, retryHeader = false, resent = false } = {}) {
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
       const headers = { "Content-Type": "application/json" };
       if (!this.token && this.auth) this.token = await this.auth();
       if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      if (retryHeader && resent) headers["X-Switchboard-Retry"] = "true";
+      resent = true; // whatever happens next, this attempt may have reached the server
+      const abort = timeout ? new AbortController() : null;
+      const timer = abort ? setTimeout(() => abort.abort(), timeout) : null;
       let response;
       try {
         response = await fetch(this.url + path, {
           method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+          signal: abort?.signal,
         });
       } catch (e) {
-        if (attempt >= 4) throw new SwitchboardError("unavailable", `Could not reach ${this.url}: ${e}`);
+        clearTimeout(timer);
+        if (attempt + 1 >= attempts) throw new SwitchboardError("unavailable", `Could not reach ${this.url}: ${e}`);
         await sleep(jitter(attempt, this.options));
         continue;
       }
+      clearTimeout(timer);
       if (response.ok) return response.status === 204 ? null : response.json();
       let payload = null;
       try { payload = (await response.json()).error; } catch { /* not a Switchboard body */ }
@@ -174,8 +251,8 @@ export class Switchboard {
         continue;
       }
       if (error.code === "unauthorized" && !this.token && !this.auth) error = withHint(error, NO_CREDENTIALS_HINT);
-      if (!error.retryable || attempt >= 4) throw error;
-      await sleep(jitter(attempt, this.options));
+      if (!error.retryable || attempt + 1 >= attempts) throw error;
+      await sleep(Math.max(jitter(attempt, this.options), error.retryAfter ?? 0));
     }
   }
 
@@ -288,7 +365,10 @@ export class Switchboard {
       let lastRx = Date.now();
       let timer = null;
       const rotateAt = Date.now() + this.options.maxConnectionAge * (0.9 + Math.random() * 0.1);
+      let finished = false;
       const finish = () => {
+        if (finished) return; // once per socket (a failed ping and onclose may both call it)
+        finished = true;
         clearTimeout(timer);
         if (this._ws === ws) this._ws = null;
         if (open) {
@@ -302,6 +382,9 @@ export class Switchboard {
         }
         done(open);
       };
+      // Ping when idle (with the heads of quiet subscriptions, see _dueForHeadCheck).
+      const o = this.options;
+      const tick = o.idleCheck > 0 ? Math.max(50, o.idleCheck / 5) : Infinity;
       const keepalive = async () => {
         if (this._ws !== ws) return;
         const now = Date.now();
@@ -310,28 +393,45 @@ export class Switchboard {
           ws.close(1000, "rotating before the connection time limit");
           return;
         }
-        if (now - lastRx >= this.options.pingInterval) {
+        const due = this._dueForHeadCheck(now);
+        if (due.length || now - lastRx >= o.pingInterval) {
+          const subs = (due.length ? due : this._quietSubs(now)).slice(0, MAX_PING_CHANNELS);
+          const frame = { action: "ping" };
+          if (subs.length) {
+            frame.channels = subs.map((sub) => sub.channel);
+            this.stats.headChecks++;
+          }
+          for (const sub of subs) sub._checkedAt = now;
           this.stats.pings++;
           try {
-            await this._request({ action: "ping" }, this.options.pongTimeout);
-          } catch {
-            ws.close(4000, "no pong");
-            finish();
-            return;
+            const pong = await this._request(frame, o.pongTimeout);
+            this._reportHeads(pong.heads);
+          } catch (e) {
+            // An error frame is an answer: the socket is alive, the heads were refused.
+            if (!(e instanceof SwitchboardError) || e.code === "unavailable") {
+              ws.close(4000, "no pong");
+              finish();
+              return;
+            }
           }
+          if (this._ws !== ws) return;
         }
         timer = setTimeout(keepalive, Math.max(50, Math.min(
-          this.options.pingInterval - (Date.now() - lastRx), rotateAt - Date.now())));
+          o.pingInterval - (Date.now() - lastRx), rotateAt - Date.now(), tick)));
       };
       ws.onopen = () => {
         open = true;
         this._ws = ws;
         this.stats.connects++;
         if (this.stats.connects > 1) this.stats.reconnects++;
-        for (const sub of this._routes.values()) this._sendSubscribe(sub);
+        for (const sub of this._routes.values()) {
+          sub._live = false;
+          sub._slices = null;
+          this._sendSubscribe(sub);
+        }
         this._resolveConnected(ws);
         this._emit("open");
-        timer = setTimeout(keepalive, this.options.pingInterval);
+        timer = setTimeout(keepalive, Math.min(o.pingInterval, tick));
       };
       ws.onmessage = (event) => {
         lastRx = Date.now();
@@ -342,12 +442,59 @@ export class Switchboard {
     });
   }
 
+  /** Subscriptions quiet for `idleCheck` ms since a frame not yet followed by a head
+   * check, the quietest first. */
+  _dueForHeadCheck(now) {
+    const wait = this.options.idleCheck;
+    if (!(wait > 0)) return [];
+    return [...this._routes.values()]
+      .filter((sub) => sub._live && sub._activeAt > sub._checkedAt && now - sub._activeAt >= wait)
+      .sort((a, b) => a._activeAt - b._activeAt);
+  }
+
+  /** Subscriptions quiet for `idleCheck` ms, the longest unchecked first: a keep-alive
+   * ping asks for their heads too. */
+  _quietSubs(now) {
+    const wait = this.options.idleCheck;
+    if (!(wait > 0)) return [];
+    return [...this._routes.values()]
+      .filter((sub) => sub._live && now - sub._activeAt >= wait)
+      .sort((a, b) => a._checkedAt - b._checkedAt);
+  }
+
+  _reportHeads(heads) {
+    if (!heads || typeof heads !== "object") return;
+    for (const [channel, head] of Object.entries(heads)) {
+      const sub = this._routes.get(channel);
+      if (sub && typeof head === "string") sub._push({ kind: "head", head });
+    }
+  }
+
   _dispatch(raw) {
     let frame;
     try { frame = JSON.parse(raw); } catch { return; }
+    if (!frame || typeof frame !== "object") return;
     const sub = this._routes.get(frame.channel);
-    if (frame.type === "message") { sub?._push({ kind: "message", message: frame }); return; }
-    if (frame.type === "subscribed") { sub?._push({ kind: "subscribed", frame }); return; }
+    if (frame.type === "message" || frame.type === "messages" || frame.type === "subscribed") {
+      if (!sub) return;
+      sub._activeAt = Date.now();
+      if (frame.type === "subscribed") {
+        sub._live = true;
+        sub._failures = 0;
+        sub._slices = null;
+        sub._push({ kind: "subscribed", frame });
+      } else if (frame.type === "messages") {
+        for (const item of Array.isArray(frame.messages) ? frame.messages : []) {
+          sub._push({ kind: "message", message: { channel: frame.channel, ...item } });
+        }
+      } else if (Array.isArray(frame.slice)) {
+        const whole = sub._joinSlice(frame);
+        if (whole) sub._push({ kind: "message", message: whole });
+      } else {
+        sub._push({ kind: "message", message: frame });
+      }
+      return;
+    }
     const pending = this._pending.get(frame.ref);
     if (pending) {
       this._pending.delete(frame.ref);
@@ -356,7 +503,9 @@ export class Switchboard {
       else pending.resolve(frame);
       return;
     }
-    if (frame.type === "error" && sub) {
+    // An error with another ref is about an earlier subscribe, or a publish whose caller
+    // stopped waiting: not about the subscription as it stands.
+    if (frame.type === "error" && sub && !(typeof frame.ref === "string" && frame.ref !== sub._subscribeRef)) {
       const error = errorOf(frame);
       if (error.code === "unauthorized" && this.auth) {
         Promise.resolve().then(() => this.auth()).then(
@@ -365,8 +514,18 @@ export class Switchboard {
             this._ws?.close(1000, "no fresh token");
             this._failForGood(credentialFailure(e) ?? new SwitchboardError("unavailable", `Could not renew the token: ${e?.message ?? e}`));
           });
+      } else if (error.code === "unavailable" && error.detail.resume === true && isOffset(error.detail.offset)) {
+        // The server paused a replay to stay within its invocation's time: continue from
+        // where it got to, unseen by the app.
+        this.stats.replayResumes++;
+        sub._live = false;
+        this._sendSubscribe(sub, error.detail.offset);
       } else if (error.retryable) {
-        this._sendSubscribe(sub);
+        // A subscribe the server could not handle now: again, after a backoff.
+        const ws = this._ws;
+        setTimeout(() => {
+          if (this._ws === ws && this._routes.get(sub.channel) === sub) this._sendSubscribe(sub);
+        }, jitter(sub._failures++, this.options));
       } else {
         this._routes.delete(sub.channel);
         sub._push({ kind: "error", error });
@@ -374,8 +533,12 @@ export class Switchboard {
     }
   }
 
-  _sendSubscribe(sub) {
-    this._send({ action: "subscribe", ref: `s${++this._refs}`, channel: sub.channel, from: sub.resumeFrom() });
+  /** Subscribe from `from` (default: the subscription's position). */
+  _sendSubscribe(sub, from = undefined) {
+    sub._subscribeRef = `s${++this._refs}`;
+    const frame = { action: "subscribe", ref: sub._subscribeRef, channel: sub.channel, from: from ?? sub.resumeFrom() };
+    if (this.options.batch) frame.batch = true;
+    this._send(frame);
   }
 
   _send(frame) {
@@ -425,26 +588,54 @@ export class Channel {
     this._path = `/v1/channels/${encodeURIComponent(name).replaceAll("%3A", ":").replaceAll("%40", "@")}`;
   }
 
-  /** Publish over the shared socket; retries reuse one id, so nothing is stored twice. */
-  async publish(data, { id = newId() } = {}) {
-    const o = this.client.options;
+  /**
+   * Publish one message; resolves with the ack {channel, seq, offset, duplicate}.
+   * With an `id` publishing it again stores nothing. Without one it carries a random
+   * request token and every re-send says `retry`, so an answer lost with a socket cannot
+   * store it twice either. Over the shared socket, or over HTTP when the frame would be over
+   * API Gateway's 32 KB frame limit (`maxFrameBytes`). `rate_limited` is retried after the
+   * server's `retry_after_ms`, until `publishDeadline`.
+   */
+  async publish(data, { id } = {}) {
+    const client = this.client;
+    const o = client.options;
+    const key = id !== undefined && id !== null ? { id } : { token: newId() };
+    const frame = { action: "publish", channel: this.name, data, ...key };
+    const overHttp = frameBytes({ ...frame, retry: true, ref: "r999999999999" }) > o.maxFrameBytes;
     const deadline = Date.now() + o.publishDeadline;
+    let sent = false;
+    let last = null;
     for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw last ?? new SwitchboardError("unavailable", `Could not publish to ${this.name}.`);
+      const retry = sent && key.token !== undefined;
+      sent = true;
+      let wait;
       try {
-        const ack = await this.client._request(
-          { action: "publish", channel: this.name, data, id }, o.requestTimeout);
-        return ack;
+        if (overHttp) {
+          client.stats.publishesOverHttp++;
+          return await client._http("POST", `${this._path}/messages`, { data, ...key }, {
+            attempts: 1, timeout: Math.min(o.requestTimeout, remaining),
+            retryHeader: key.token !== undefined, resent: retry,
+          });
+        }
+        return await client._request(retry ? { ...frame, retry: true } : frame, Math.min(o.requestTimeout, remaining));
       } catch (e) {
-        if (e instanceof SwitchboardError && !e.retryable && e.code !== "unavailable") throw e;
-        if (Date.now() > deadline) throw e instanceof SwitchboardError ? e : new SwitchboardError("unavailable", `Could not publish to ${this.name}.`);
+        if (e instanceof SwitchboardError && !e.retryable) throw e;
+        last = e instanceof SwitchboardError ? e
+          : new SwitchboardError("unavailable", `The connection dropped while publishing to ${this.name}.`);
+        wait = last.code === "rate_limited" && last.retryAfter !== null ? last.retryAfter : jitter(attempt, o);
       }
-      await sleep(jitter(attempt, o));
+      await sleep(Math.max(0, Math.min(wait, deadline - Date.now())));
     }
   }
 
-  /** One page of stored messages after `from`: {messages, next, up_to_date}. */
-  history({ from = "-1", limit = 100 } = {}) {
-    return this.client._http("GET", `${this._path}/messages?from=${encodeURIComponent(from)}&limit=${limit}`);
+  /** One page of stored messages after `from`: {messages, next, up_to_date}. A byte
+   * stream's entries have `encoding: "base64"` and `bytes` (a Uint8Array). */
+  async history({ from = "-1", limit = 100 } = {}) {
+    const page = await this.client._http("GET", `${this._path}/messages?from=${encodeURIComponent(from)}&limit=${limit}`);
+    page?.messages?.forEach(withBytes);
+    return page;
   }
 
   info() { return this.client._http("GET", this._path); }
@@ -468,7 +659,7 @@ export class Subscription {
     this.client = channel.client;
     this.channel = channel.name;
     this._ch = channel;
-    this.stats = { delivered: 0, duplicates: 0, gaps: 0, resubscribes: 0 };
+    this.stats = { delivered: 0, duplicates: 0, gaps: 0, resubscribes: 0, tailGaps: 0 };
     this._storageKey = persist ? (storageKey ?? `switchboard:position:${channel.name}`) : null;
     const stored = this._storageKey ? globalThis.sessionStorage?.getItem(this._storageKey) : null;
     this._start = stored ?? from;
@@ -479,6 +670,16 @@ export class Subscription {
       this.lastSeq = seqOf(this._start);
     }
     this._confirmed = false;
+    this._reported = null; // a head the server reported past the last message we have
+    // The connection's bookkeeping: `subscribed` arrived on the current socket; when its
+    // last frame arrived and its head was last checked (ms); the last subscribe's ref;
+    // retryable refusals in a row; the slices of a byte-stream entry being joined.
+    this._live = false;
+    this._activeAt = 0;
+    this._checkedAt = 0;
+    this._subscribeRef = null;
+    this._failures = 0;
+    this._slices = null;
     this._pendingMsgs = new Map();
     this._events = [];
     this._wake = null;
@@ -539,6 +740,9 @@ export class Subscription {
     this._pendingMsgs.set(m.seq, m);
   }
 
+  // Buffered messages past `from` are dropped: the server replays everything after it (after
+  // a reconnect that is our position; after a paused replay, the offset it reached, so what
+  // came before is kept).
   _subscribed(f) {
     if (this.epoch !== null && f.epoch !== this.epoch) {
       throw new SwitchboardError("epoch_mismatch", `Channel ${this.channel} was deleted and created again; subscribe from "-1".`, { epoch: f.epoch });
@@ -546,19 +750,79 @@ export class Subscription {
     if (this.lastSeq === null) { this.epoch = f.epoch; this.lastSeq = seqOf(f.from); }
     if (this._confirmed) this.stats.resubscribes++;
     this._confirmed = true;
-    this._pendingMsgs.clear();
+    const start = seqOf(f.from);
+    for (const seq of [...this._pendingMsgs.keys()]) if (seq > start) this._pendingMsgs.delete(seq);
+    this._reported = null;
+  }
+
+  // A pong's head: past the last message we have, it is a message the fan-out gave up on.
+  // Of another epoch, the log was replaced: the history read says how (epoch_mismatch or
+  // offset_expired).
+  _headReported(head) {
+    if (!this._confirmed || this.lastSeq === null || !isOffset(head)) return;
+    const seq = epochOf(head) === this.epoch ? seqOf(head) : this.lastSeq + 1;
+    const have = Math.max(this.lastSeq, ...this._pendingMsgs.keys());
+    if (seq > have) this._reported = Math.max(seq, this._reported ?? 0);
+  }
+
+  _missing() {
+    if (this._pendingMsgs.has(this.lastSeq + 1)) return null;
+    if (this._pendingMsgs.size) return { until: Math.min(...this._pendingMsgs.keys()) - 1, reported: false };
+    if (this._reported !== null && this._reported > this.lastSeq) return { until: this._reported, reported: true };
+    return null;
   }
 
   async _fill() {
     let failures = 0;
-    while (this._pendingMsgs.size && !this._pendingMsgs.has(this.lastSeq + 1)) {
-      const until = Math.min(...this._pendingMsgs.keys()) - 1;
-      const page = await this._ch.history({ from: this.position, limit: Math.min(1000, Math.max(1, until - this.lastSeq)) });
+    for (let gap = this._missing(); gap; gap = this._missing()) {
+      let page;
+      try {
+        page = await this._ch.history({ from: this.position, limit: Math.min(1000, Math.max(1, gap.until - this.lastSeq)) });
+      } catch (e) {
+        if (gap.reported && e.code === "not_found") { this._reported = null; return; }
+        throw e;
+      }
       for (const m of page.messages) this._receive(m);
-      if (this._pendingMsgs.has(this.lastSeq + 1)) { this.stats.gaps++; return; }
+      if (this._pendingMsgs.has(this.lastSeq + 1)) {
+        if (gap.reported) this.stats.tailGaps++; else this.stats.gaps++;
+        return;
+      }
+      // History holds nothing past our position after all: nothing is missing.
+      if (gap.reported) { this._reported = null; return; }
       if (++failures >= 5) throw new SwitchboardError("unavailable", `Messages after ${this.position} are missing from history; subscribe again.`);
       await sleep(this.client.options.backoffInitial * failures);
     }
+  }
+
+  /** One slice of a byte-stream entry (`slice: [index, count]`); the whole entry once its
+   * last slice arrives. One out of place drops the entry, which the gap logic then reads
+   * from history like any lost message. */
+  _joinSlice(frame) {
+    const [index, count] = frame.slice;
+    let partial = this._slices;
+    if (index === 0) partial = this._slices = { seq: frame.seq, count, first: frame, parts: [] };
+    else if (!partial || partial.seq !== frame.seq || partial.count !== count || partial.parts.length !== index) {
+      this._slices = null;
+      return null;
+    }
+    if (frame.encoding === "base64") {
+      try { partial.parts.push(fromBase64(frame.data)); } catch { this._slices = null; return null; }
+    } else {
+      partial.parts.push(String(frame.data));
+    }
+    if (partial.parts.length < partial.count) return null;
+    this._slices = null;
+    const { slice: _slice, ...whole } = partial.first;
+    if (frame.encoding === "base64") {
+      const joined = new Uint8Array(partial.parts.reduce((n, part) => n + part.length, 0));
+      let at = 0;
+      for (const part of partial.parts) { joined.set(part, at); at += part.length; }
+      whole.data = toBase64(joined);
+      Object.defineProperty(whole, "bytes", { value: joined, enumerable: false, configurable: true });
+    } else {
+      whole.data = partial.parts.join("");
+    }
+    return whole;
   }
 
   async _pump() {
@@ -570,10 +834,11 @@ export class Subscription {
           await this._deliver(m);
           if (this._done) return;
         }
-        if (this._pendingMsgs.size) { await this._fill(); continue; }
+        if (this._missing()) { await this._fill(); continue; }
         const event = await this._next();
         if (event.kind === "message") this._receive(event.message);
         else if (event.kind === "subscribed") this._subscribed(event.frame);
+        else if (event.kind === "head") this._headReported(event.head);
         else if (event.kind === "error") throw event.error;
         else if (event.kind === "end") break;
       }
@@ -588,8 +853,10 @@ export class Subscription {
   }
 
   async _deliver(m) {
+    withBytes(m);
     this.lastSeq = m.seq;
     this.stats.delivered++;
+    if (this._reported !== null && this.lastSeq >= this._reported) this._reported = null;
     if (this._onMessage) await this._onMessage(m);
     else {
       this._buffer.push(m);

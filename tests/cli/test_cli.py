@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.sdk.devserver import ENTRY_POINT, DevServer
@@ -119,3 +121,34 @@ def test_tail_pretty_view(dev_server: DevServer) -> None:
     out = sb("tail", ch, "--from", "-1", "--pretty", "--count", "1", "--url", dev_server.url)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("#1 ") and "token s: 'Hi'" in out.stdout
+
+
+def test_tail_prints_a_byte_stream_entry_whole(dev_server: DevServer) -> None:
+    """A 64 KB entry crosses the socket in slices; `tail` prints it as one message, its
+    bytes base64-encoded (`--json`) or summarised (`--pretty`)."""
+    ch = name()
+    payload = os.urandom(64 * 1024)
+    octets = {"Content-Type": "application/octet-stream"}
+    stream = f"{dev_server.url}/v1/stream/{ch}"
+    assert httpx.put(stream, headers=octets).status_code == 201
+    assert httpx.post(stream, content=b"hello bytes", headers=octets).status_code == 204
+    assert httpx.post(stream, content=payload, headers=octets).status_code == 204
+    out = sb("tail", ch, "--from", "-1", "--json", "--count", "2", "--url", dev_server.url)
+    assert out.returncode == 0, out.stderr
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    assert first["encoding"] == second["encoding"] == "base64"
+    assert base64.b64decode(first["data"]) == b"hello bytes"
+    assert base64.b64decode(second["data"]) == payload and "slice" not in second
+    pretty = sb("tail", ch, "--from", "-1", "--pretty", "--count", "2", "--url", dev_server.url)
+    lines = pretty.stdout.splitlines()
+    assert "bytes[11]: 'hello bytes'" in lines[0] and "bytes[65536]: " in lines[1]
+
+
+def test_publish_of_a_message_over_32_kb(dev_server: DevServer) -> None:
+    ch = name()
+    data = json.dumps({"pad": "x" * 40_000})
+    out = sb("publish", ch, data, "--url", dev_server.url)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["seq"] == 1
+    history = sb("history", ch, "--url", dev_server.url)
+    assert json.loads(history.stdout)["data"] == {"pad": "x" * 40_000}

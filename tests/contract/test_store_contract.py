@@ -195,11 +195,15 @@ def test_find_token_looks_back_over_the_newest_entries_only(store: Any) -> None:
     store.append(meta(), 1, [NewMessage(b"old", token="t-old")], TS - 600_000, 99)
     for seq in range(2, 6):
         store.append(meta(), seq, [NewMessage(b"x", token=f"t{seq}")], TS, 99)
-    assert store.find_token("runs:1", EPOCH, "t3", TS - 1000, 10) == 3
-    assert store.find_token("runs:1", EPOCH, "nope", TS - 1000, 10) is None
+    def find(*tokens: str, most: int = 10) -> dict[str, int]:
+        return dict(store.find_tokens("runs:1", EPOCH, frozenset(tokens), TS - 1000, most))
+
+    assert find("t3") == {"t3": 3}
+    assert find("t5", "nope", "t2") == {"t5": 5, "t2": 2}
+    assert find("nope") == {}
     # Older than the window, or beyond the entries it may read: not found.
-    assert store.find_token("runs:1", EPOCH, "t-old", TS - 1000, 10) is None
-    assert store.find_token("runs:1", EPOCH, "t2", TS - 1000, 2) is None
+    assert find("t-old") == {}
+    assert find("t2", "t5", most=2) == {"t5": 5}
     assert store.read("runs:1", EPOCH, 0, 1)[0].token == "t-old"
 
 

@@ -201,3 +201,23 @@ def test_every_browser_facing_route_answers_cors_preflights(harness: Harness) ->
     response = harness.client.http.get("/v1/channels/runs:none",
                                        headers={"Origin": "https://app.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_retried_rest_batch_with_tokens_stores_only_what_its_first_attempt_did_not(
+    harness: Any,
+) -> None:
+    first = [{"data": 1, "token": "tok-a"}, {"data": 2, "token": "tok-b"}]
+    response = harness.post("/v1/channels/runs:batch/messages", first)
+    assert response.status_code == 201
+    # The answer was lost; the retry also carries a message the first attempt did not have.
+    retry = [*first, {"data": 3, "token": "tok-c"}]
+    response = harness.client.http.post(
+        "/v1/channels/runs:batch/messages", body=json.dumps(retry),
+        headers={"content-type": "application/json", "x-switchboard-retry": "true"})
+    assert response.status_code == 201, response.body
+    acks = json.loads(response.body)
+    assert [(a["seq"], a["duplicate"]) for a in acks] == [(1, True), (2, True), (3, False)]
+    assert harness.services.channels.get("runs:batch").head == 3
+    # Without the retry flag nothing is looked up: a new publish with a reused token.
+    response = harness.post("/v1/channels/runs:batch/messages", first)
+    assert [a["seq"] for a in json.loads(response.body)] == [4, 5]

@@ -2,14 +2,18 @@
 (``websockets``) and the /v1 HTTP API as an ``httpx.MockTransport``, with fault knobs.
 
 It follows protocol.md closely enough for the client's recovery logic: gapless seqs per
-epoch, id idempotency, subscribe = register then replay, `offset_expired` and
-`epoch_mismatch`. Faults are injected deliberately: dropped or duplicated live frames,
-swallowed acks, killed sockets, silent pongs.
+epoch, id idempotency, request tokens found on a retry, subscribe = register then replay,
+batched `messages` frames (under 32 KB) for subscriptions that ask, byte-stream entries
+base64-encoded and sliced over 22 KB, heads in pongs, API Gateway's 32 KB inbound frame limit
+(close 1009), `offset_expired` and `epoch_mismatch`. Faults are injected deliberately:
+dropped or duplicated live frames, swallowed acks, killed sockets, silent pongs, paused
+replays, `rate_limited` publishes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -22,9 +26,19 @@ import httpx
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+# API Gateway's inbound WebSocket frame limit (it closes the socket with 1009 above it).
+MAX_INBOUND_FRAME = 32 * 1024
+# The server's batched frames stay under this; byte-stream entries are sliced over this.
+MAX_BATCH_FRAME_BYTES = 32 * 1024 - 512
+RAW_SLICE_BYTES = 22 * 1024
+
 
 def offset(epoch: str, seq: int) -> str:
     return f"{epoch}_{seq:016d}"
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -32,6 +46,8 @@ class FakeChannel:
     epoch: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    raw: dict[int, bytes] = field(default_factory=dict)  # bytes of byte-stream entries
     earliest: int = 1  # first retained seq (tests "expire" messages by raising it)
 
     @property
@@ -42,7 +58,8 @@ class FakeChannel:
 class FakeSwitchboard:
     def __init__(self) -> None:
         self.channels: dict[str, FakeChannel] = {}
-        self.subs: dict[ServerConnection, set[str]] = {}
+        # Per socket: channel -> whether the subscription asked for batched frames.
+        self.subs: dict[ServerConnection, dict[str, bool]] = {}
         self.server: Server | None = None
         self.url = ""
         self.connections = 0
@@ -50,12 +67,27 @@ class FakeSwitchboard:
         self.tokens: list[str | None] = []
         self.http_auth: list[str | None] = []
         self.ws_frames: list[dict[str, Any]] = []
+        self.sent_frames: list[dict[str, Any]] = []  # every frame sent to a client
+        self.http_publishes: list[tuple[dict[str, Any], str | None]] = []  # body, retry header
+        self.closed_too_big = 0  # sockets closed with 1009 (an inbound frame over 32 KB)
         self._epochs = 0
         # Fault knobs.
         self.drop_live: Callable[[dict[str, Any]], bool] = lambda m: False
+        # Frames to a client that are lost on the way (decided per frame, after encoding).
+        self.drop_sent: Callable[[dict[str, Any]], bool] = lambda f: False
+        # HTTP publishes stored whose answer is then lost (the client sees a network error).
+        self.lose_http_answers = 0
         self.duplicate_live = False
         self.swallow_acks = 0  # this many acks are lost, each followed by a killed socket
         self.answer_pings = True
+        # A replay stops after this many messages with `unavailable` + `resume` (as the real
+        # server does at its invocation's deadline); the client must subscribe again.
+        self.pause_replay_after: int | None = None
+        self.paused_replays = 0
+        # The next this-many publishes (socket or HTTP) answer `rate_limited`, storing nothing.
+        self.rate_limit_publishes = 0
+        self.retry_after_ms = 200
+        self.publish_attempts: list[float] = []  # monotonic time of every publish received
         self.require_token: str | None = None
         # Refuse WebSocket handshakes whose token is not `require_token` with this HTTP
         # status (as API Gateway's authorizer does), instead of closing after the upgrade.
@@ -69,7 +101,8 @@ class FakeSwitchboard:
 
     async def start(self) -> None:
         self.server = await serve(
-            self._handle, "127.0.0.1", 0, ping_interval=None, process_request=self._upgrade
+            self._handle, "127.0.0.1", 0, ping_interval=None, process_request=self._upgrade,
+            max_size=MAX_INBOUND_FRAME,
         )
         port = self.server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -101,12 +134,47 @@ class FakeSwitchboard:
     def delete(self, name: str) -> None:
         self.channels.pop(name, None)
 
-    async def append(self, name: str, data: Any, id: str | None) -> dict[str, Any]:
+    async def append(
+        self, name: str, data: Any, id: str | None, token: str | None = None,
+        retry: bool = False,
+    ) -> dict[str, Any]:
+        (ack,) = await self.append_many(name, [(data, id, token)], retry)
+        return ack
+
+    async def append_many(
+        self, name: str, items: list[tuple[Any, str | None, str | None]], retry: bool = False
+    ) -> list[dict[str, Any]]:
+        """Store a batch (data, id, token) and fan it out as one stream batch."""
         ch = self.channel(name)
-        if id is not None and id in ch.ids:
-            seq = ch.ids[id]
-            return {"channel": name, "seq": seq, "offset": offset(ch.epoch, seq),
-                    "duplicate": True}
+        acks, stored = [], []
+        for data, id, token in items:
+            # An id is idempotent; a token is looked for only on a retry (as the server does).
+            known = ch.ids.get(id) if id is not None else (
+                ch.tokens.get(token) if token is not None and retry else None
+            )
+            if known is not None:
+                acks.append({"channel": name, "seq": known, "offset": offset(ch.epoch, known),
+                             "duplicate": True})
+                continue
+            message = self._store(ch, name, data, id)
+            if token is not None and id is None:
+                ch.tokens[token] = message["seq"]
+            stored.append(message)
+            acks.append({"channel": name, "seq": message["seq"], "offset": message["offset"],
+                         "duplicate": False})
+        await self._fan_out(name, stored)
+        return acks
+
+    async def append_bytes(self, name: str, payload: bytes) -> dict[str, Any]:
+        """An entry of a Durable Streams byte stream: delivered base64-encoded."""
+        ch = self.channel(name)
+        message = self._store(ch, name, base64.b64encode(payload).decode("ascii"), None)
+        message["encoding"] = "base64"
+        ch.raw[message["seq"]] = payload
+        await self._fan_out(name, [message])
+        return message
+
+    def _store(self, ch: FakeChannel, name: str, data: Any, id: str | None) -> dict[str, Any]:
         seq = ch.head + 1
         message = {"channel": name, "seq": seq, "offset": offset(ch.epoch, seq),
                    "epoch": ch.epoch, "id": id, "data": data,
@@ -114,18 +182,66 @@ class FakeSwitchboard:
         ch.messages.append(message)
         if id is not None:
             ch.ids[id] = seq
-        await self._fan_out(name, message)
-        return {"channel": name, "seq": seq, "offset": offset(ch.epoch, seq), "duplicate": False}
+        return message
 
-    async def _fan_out(self, name: str, message: dict[str, Any]) -> None:
-        if self.drop_live(message):
+    def frames_for(self, name: str, messages: list[dict[str, Any]], batch: bool) -> list[str]:
+        """What the server sends for ``messages`` (core/frames.py's rules): one ``message``
+        frame each, or ``messages`` frames under 32 KB; byte-stream entries over 22 KB as
+        ``message`` frames of base64 slices."""
+        ch = self.channel(name)
+        out: list[str] = []
+        pending: list[str] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if len(pending) == 1:
+                out.append('{"type":"message",' + pending[0][1:])
+            elif pending:
+                out.append(dumps({"type": "messages", "channel": name})[:-1]
+                           + ',"messages":[' + ",".join(pending) + "]}")
+            pending.clear()
+            size = 0
+
+        for message in messages:
+            raw = ch.raw.get(message["seq"])
+            if raw is not None and len(raw) > RAW_SLICE_BYTES:
+                flush()
+                count = -(-len(raw) // RAW_SLICE_BYTES)
+                for index in range(count):
+                    part = raw[index * RAW_SLICE_BYTES : (index + 1) * RAW_SLICE_BYTES]
+                    out.append(dumps({"type": "message", **message,
+                                      "data": base64.b64encode(part).decode("ascii"),
+                                      "slice": [index, count]}))
+                continue
+            if not batch:
+                out.append(dumps({"type": "message", **message}))
+                continue
+            encoded = dumps(message)
+            if pending and size + len(encoded.encode()) + 1 > MAX_BATCH_FRAME_BYTES:
+                flush()
+            pending.append(encoded)
+            size += len(encoded.encode()) + 1
+        flush()
+        return out
+
+    async def send(self, ws: ServerConnection, frame: str) -> None:
+        decoded = json.loads(frame)
+        if self.drop_sent(decoded):
             return
-        frame = json.dumps({"type": "message", **message})
+        self.sent_frames.append(decoded)
+        await ws.send(frame)
+
+    async def _fan_out(self, name: str, messages: list[dict[str, Any]]) -> None:
+        live = [m for m in messages if not self.drop_live(m)]
+        if not live:
+            return
         for ws, channels in list(self.subs.items()):
             if name in channels:
-                for _ in range(2 if self.duplicate_live else 1):
-                    with contextlib.suppress(Exception):
-                        await ws.send(frame)
+                for frame in self.frames_for(name, live, channels[name]):
+                    for _ in range(2 if self.duplicate_live else 1):
+                        with contextlib.suppress(Exception):
+                            await self.send(ws, frame)
 
     def resolve(self, name: str, start: str) -> int:
         """The seq a reader starts after, or raise the contract error (as a dict)."""
@@ -144,6 +260,10 @@ class FakeSwitchboard:
                                 {"earliest": offset(ch.epoch, ch.earliest - 1),
                                  "offset": start})
         return seq
+
+    def head(self, name: str) -> str:
+        ch = self.channels.get(name)
+        return offset(ch.epoch, ch.head) if ch is not None and ch.head else "-1"
 
     # -- WebSocket -------------------------------------------------------------------------
 
@@ -165,7 +285,7 @@ class FakeSwitchboard:
             await ws.close(4001, "unauthorized")
             return
         self.connections += 1
-        self.subs[ws] = set()
+        self.subs[ws] = {}
         try:
             async for raw in ws:
                 frame = json.loads(raw)
@@ -174,6 +294,9 @@ class FakeSwitchboard:
         except Exception:
             pass
         finally:
+            sent = ws.protocol.close_sent
+            if sent is not None and sent.code == 1009:
+                self.closed_too_big += 1
             self.subs.pop(ws, None)
 
     async def _frame(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
@@ -182,16 +305,29 @@ class FakeSwitchboard:
         if action == "ping":
             self.pings += 1
             if self.answer_pings:
-                await ws.send(json.dumps({"type": "pong", "ref": ref}))
+                pong: dict[str, Any] = {"type": "pong", "ref": ref}
+                if frame.get("channels"):
+                    pong["heads"] = {name: self.head(name) for name in frame["channels"]}
+                await self.send(ws, dumps(pong))
             return
         name = frame["channel"]
         if action == "publish":
-            ack = await self.append(name, frame["data"], frame.get("id"))
+            self.publish_attempts.append(time.monotonic())
+            if self.rate_limit_publishes > 0:
+                self.rate_limit_publishes -= 1
+                await self.send(ws, dumps({
+                    "type": "error", "ref": ref, "channel": name, "code": "rate_limited",
+                    "message": "slow down",
+                    "detail": {"channel": name, "retry_after_ms": self.retry_after_ms},
+                }))
+                return
+            ack = await self.append(name, frame["data"], frame.get("id"), frame.get("token"),
+                                    frame.get("retry") is True)
             if self.swallow_acks > 0:
                 self.swallow_acks -= 1
                 ws.transport.abort()
                 return
-            await ws.send(json.dumps({"type": "ack", "ref": ref, **ack}))
+            await self.send(ws, dumps({"type": "ack", "ref": ref, **ack}))
         elif action == "subscribe":
             try:
                 after = self.resolve(name, frame.get("from", "now"))
@@ -200,17 +336,32 @@ class FakeSwitchboard:
                                           **error.payload()}))
                 return
             ch = self.channel(name)
-            self.subs[ws].add(name)  # register first, then replay
-            await ws.send(json.dumps({
+            batch = frame.get("batch") is True
+            self.subs[ws][name] = batch  # register first, then replay
+            await self.send(ws, dumps({
                 "type": "subscribed", "ref": ref, "channel": name, "epoch": ch.epoch,
                 "from": offset(ch.epoch, after),
                 "head": offset(ch.epoch, ch.head) if ch.head else "-1",
             }))
-            for message in list(ch.messages[after:]):
-                await ws.send(json.dumps({"type": "message", **message}))
+            backlog = list(ch.messages[after:])
+            limit = self.pause_replay_after
+            if limit is not None and len(backlog) > limit:
+                for out in self.frames_for(name, backlog[:limit], batch):
+                    await self.send(ws, out)
+                self.subs[ws].pop(name, None)
+                self.paused_replays += 1
+                await self.send(ws, dumps({
+                    "type": "error", "ref": ref, "channel": name, "code": "unavailable",
+                    "message": "The replay paused; subscribe again from detail.offset.",
+                    "detail": {"channel": name, "resume": True,
+                               "offset": backlog[limit - 1]["offset"]},
+                }))
+                return
+            for out in self.frames_for(name, backlog, batch):
+                await self.send(ws, out)
         elif action == "unsubscribe":
-            self.subs[ws].discard(name)
-            await ws.send(json.dumps({"type": "unsubscribed", "ref": ref, "channel": name}))
+            self.subs[ws].pop(name, None)
+            await self.send(ws, dumps({"type": "unsubscribed", "ref": ref, "channel": name}))
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -246,8 +397,22 @@ class FakeSwitchboard:
                         "up_to_date": last >= ch.head,
                     })
                 body = json.loads(request.content)
+                retry = request.headers.get("x-switchboard-retry")
+                self.http_publishes.append((body, retry))
                 items = body if isinstance(body, list) else [body]
-                acks = [await self.append(name, i["data"], i.get("id")) for i in items]
+                if not isinstance(body, list):
+                    self.publish_attempts.append(time.monotonic())
+                    if self.rate_limit_publishes > 0:
+                        self.rate_limit_publishes -= 1
+                        raise ContractError("rate_limited", 429, "slow down",
+                                            {"retry_after_ms": self.retry_after_ms})
+                acks = await self.append_many(
+                    name, [(i["data"], i.get("id"), i.get("token")) for i in items],
+                    retry == "true",
+                )
+                if self.lose_http_answers > 0:
+                    self.lose_http_answers -= 1
+                    raise httpx.ReadError("the answer was lost", request=request)
                 return httpx.Response(201, json=acks if isinstance(body, list) else acks[0])
             if parts[:2] == ["v1", "channels"] and len(parts) == 3:
                 name = parts[2]

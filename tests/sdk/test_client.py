@@ -127,8 +127,13 @@ async def test_a_lost_ack_is_retried_without_storing_twice(
     ack = await sb.channel("runs:f").publish({"n": 1})
     assert ack.duplicate is True and ack.seq == 1
     assert len(fake.channels["runs:f"].messages) == 1
-    ids = {f["id"] for f in fake.ws_frames if f.get("action") == "publish"}
-    assert len(ids) == 1  # one id for the logical message, reused on every retry
+    sent = [f for f in fake.ws_frames if f.get("action") == "publish"]
+    # No id: one request token for the logical message, reused on every re-send, and every
+    # re-send marked as a retry (the server looks for the token only then).
+    assert len(sent) == 3 and {f["token"] for f in sent} == {sent[0]["token"]}
+    assert [f.get("retry") for f in sent] == [None, True, True]
+    assert not any("id" in f for f in sent)
+    assert 1 <= len(sent[0]["token"]) <= 128
 
 
 async def test_offset_expired_is_raised_with_where_to_resume(

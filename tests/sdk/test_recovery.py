@@ -106,3 +106,51 @@ def test_now_resolves_to_the_head_the_server_reports() -> None:
     assert r.position == off(41) and r.caught_up
     r.receive(msg(42))
     assert drain(r) == [42]
+
+
+def test_a_paused_replay_keeps_what_is_buffered_up_to_where_it_resumes() -> None:
+    r = Recovery("runs:1", "-1")
+    r.subscribed(EPOCH, off(0), off(300))
+    for seq in range(1, 101):
+        r.receive(msg(seq))
+    assert r.next_ready() is not None  # the application took 1 only
+    # The server paused at 100 and the client subscribed again from there: 2..100 stay.
+    r.subscribed(EPOCH, off(100), off(300))
+    assert r.gap() is None
+    for seq in range(101, 301):
+        r.receive(msg(seq))
+    assert drain(r) == list(range(2, 301)) and r.stats.duplicates == 0
+
+
+def test_a_reported_head_past_the_last_message_is_a_gap_until_filled() -> None:
+    r = Recovery("runs:1", "-1")
+    r.subscribed(EPOCH, off(0), off(2))
+    r.receive(msg(1))
+    r.receive(msg(2))
+    assert drain(r) == [1, 2]
+    r.head_reported(off(2))  # nothing missing
+    assert r.gap() is None
+    r.head_reported(off(4))  # 3 and 4 were lost live
+    gap = r.gap()
+    assert gap is not None and gap.reported and (gap.from_offset, gap.until_seq) == (off(2), 4)
+    for seq in (3, 4):  # read from history
+        r.receive(msg(seq))
+    assert drain(r) == [3, 4] and r.gap() is None
+    r.note_gap_filled(gap.reported)
+    assert r.stats.tail_gaps == 1 and r.stats.gaps == 0
+
+
+def test_heads_that_say_nothing_is_missing_are_ignored() -> None:
+    r = Recovery("runs:1", "-1")
+    r.head_reported(off(9))  # before `subscribed`: ignored
+    r.subscribed(EPOCH, off(0), off(1))
+    r.receive(msg(1))
+    r.receive(msg(2))  # buffered, not yet taken
+    r.head_reported(off(2))  # covered by what is buffered
+    r.head_reported("-1")  # deleted or empty: nothing to fetch
+    assert drain(r) == [1, 2] and r.gap() is None
+    r.head_reported(off(3, OTHER_EPOCH))  # another log: history will say how
+    gap = r.gap()
+    assert gap is not None and gap.reported and gap.until_seq == 3
+    r.drop_reported_head()
+    assert r.gap() is None

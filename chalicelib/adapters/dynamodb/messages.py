@@ -637,9 +637,9 @@ class DynamoMessageStore:
                 request = dict(response.get("UnprocessedKeys") or {})
         return found
 
-    def find_token(
-        self, name: str, epoch: str, token: str, since_ms: int, most: int
-    ) -> int | None:
+    def find_tokens(
+        self, name: str, epoch: str, tokens: frozenset[str], since_ms: int, most: int
+    ) -> dict[str, int]:
         # Newest first, only the attributes that matter: a retry's original is among the
         # last few entries (this runs only for retries, never on a first attempt).
         request: dict[str, Any] = {
@@ -650,20 +650,21 @@ class DynamoMessageStore:
             "ScanIndexForward": False,
             "ConsistentRead": True,
         }
-        seen = 0
-        while seen < most:
+        seen, found = 0, dict[str, int]()
+        while seen < most and len(found) < len(tokens):
             request["Limit"] = min(100, most - seen)
             response = self.client.query(**request)
             for item in response.get("Items", []):
                 if "ts" in item and int(item["ts"]["N"]) < since_ms:
-                    return None
-                if item.get("rt", {}).get("S") == token:
-                    return int(item["seq"]["N"])
+                    return found
+                token = item.get("rt", {}).get("S")
+                if token in tokens and token not in found:
+                    found[token] = int(item["seq"]["N"])
             seen += len(response.get("Items", []))
             if "LastEvaluatedKey" not in response:
-                return None
+                break
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return None
+        return found
 
     def read(
         self, name: str, epoch: str, after_seq: int, limit: int, until_seq: int | None = None
