@@ -19,6 +19,7 @@ from .ports import (
     Clock,
     ConnectionSender,
     KeyRing,
+    LeaseStore,
     MessageStore,
     Metrics,
     PresenceStore,
@@ -32,6 +33,7 @@ from .services.appends import Appender
 from .services.channels import ChannelService
 from .services.credentials import Authenticator
 from .services.fanout import FanoutService
+from .services.limits import Limiter
 from .services.presence import PresenceService
 from .services.sessions import SessionService
 from .services.streams import StreamService
@@ -51,6 +53,7 @@ class Services:
     fanout: FanoutService
     presence: PresenceService
     metrics: Metrics
+    limiter: Limiter
     # None when authentication is off (`switchboard dev --no-auth`): everyone may do anything.
     auth: Authenticator | None = None
     # Durable Streams subscriptions, built on first use (the WebSocket functions never use
@@ -82,16 +85,23 @@ def build(
     metrics: Metrics = NO_METRICS,
     rng: random.Random | None = None,
     keys: KeyRing | None = None,
+    leases: LeaseStore | None = None,
     presence: PresenceStore | None = None,
     wake_store: WakeStore | None = None,
     wake_queue: WakeQueue | None = None,
     poster: WebhookPoster | None = None,
     signing: SigningKeys | None = None,
 ) -> Services:
-    """The services over the given adapters. The wake adapters default to in-memory ones
-    (a store, a queue on ``clock``), a real webhook poster and the signing keys the settings
-    name (tests pass their own)."""
+    """The services over the given adapters. ``leases`` defaults to ``store`` when it keeps
+    leases too (MemoryStore does). The wake adapters default to in-memory ones (a store, a
+    queue on ``clock``), a real webhook poster and the signing keys the settings name (tests
+    pass their own)."""
     rng = rng or random.Random()
+    if leases is None:
+        if not isinstance(store, LeaseStore):
+            raise TypeError("build() needs a LeaseStore: pass leases=, or a store that is one")
+        leases = store
+    limiter = Limiter(leases, settings, clock, rng)
     channels = ChannelService(store, settings, clock, rng, metrics)
     appender = Appender(channels, settings, clock, rng, metrics)
     if presence is None:
@@ -100,12 +110,14 @@ def build(
         presence = MemoryPresenceStore()
     members = PresenceService(channels, appender, presence, settings, clock, metrics)
     sessions = SessionService(
-        channels, appender, subscriptions, sender, settings, clock, metrics, members
+        channels, appender, subscriptions, sender, settings, clock, metrics, members,
+        limiter=limiter,
     )
     auth = None
     if settings.auth_enabled:
         auth = Authenticator(
-            keys or key_ring(settings), clock, settings.token_leeway_s, settings.token_max_ttl_s
+            keys or key_ring(settings), clock, settings.token_leeway_s,
+            settings.token_max_ttl_s, settings.token_audience,
         )
     def make_wakes() -> WakeService:
         from .adapters.memory_wakes import MemoryWakeQueue, MemoryWakeStore
@@ -128,6 +140,7 @@ def build(
         fanout=FanoutService(sessions, settings, clock, rng, metrics),
         presence=members,
         metrics=metrics,
+        limiter=limiter,
         auth=auth,
         make_wakes=make_wakes,
     )
@@ -194,6 +207,7 @@ def build_aws(settings: Settings) -> Services:
     from .adapters.apigateway import ApiGatewaySender
     from .adapters.clock import SystemClock
     from .adapters.dynamodb import (
+        DynamoLeaseStore,
         DynamoMessageStore,
         DynamoPresenceStore,
         DynamoSubscriptionStore,
@@ -224,6 +238,7 @@ def build_aws(settings: Settings) -> Services:
     )
     return build(
         settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics(),
+        leases=DynamoLeaseStore(client, settings.channels_table),
         presence=DynamoPresenceStore(client, settings.connections_table),
         wake_store=DynamoWakeStore(client, settings.wakes_table), wake_queue=queue,
     )

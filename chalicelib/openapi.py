@@ -56,7 +56,10 @@ _STREAM_RESPONSES = {
     "404": _error("The stream does not exist."),
     "409": _error("Configuration, content type, Stream-Seq or producer conflict."),
     "410": _error("The offset is before the retained log."),
-    "413": _error("The body is over the size limit."),
+    "413": _error("The body is over the size limit, or the fork's source has the most "
+                  "forks a stream may have."),
+    "429": _error("Too many long-poll or SSE reads of this principal at once, or the stream "
+                  "is written faster than it can store."),
     **_COMMON,
 }
 

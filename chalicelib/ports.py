@@ -2,6 +2,7 @@
 
     MessageStore        channel metadata and logs        adapters/dynamodb, adapters/memory
     SubscriptionStore   connections and subscriptions    adapters/dynamodb, adapters/memory
+    LeaseStore          concurrency leases (limits)      adapters/dynamodb, adapters/memory
     ConnectionSender    posts frames to sockets          adapters/apigateway, RecordingSender
     Clock               time and sleeping                adapters/clock, tests' FakeClock
     Metrics             counters                         adapters/metrics
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
@@ -80,6 +81,23 @@ class ForkSourceChangedError(Exception):
     """A fork's source was deleted or re-created since it was read: read it again."""
 
 
+class ForkLimitError(Exception):
+    """The fork's source has as many forks recorded as it may (``max_forks``)."""
+
+
+@dataclass(frozen=True)
+class ForkRefs:
+    """One life (epoch) of a channel's fork bookkeeping, kept in an item of its own.
+
+    ``forks``: every fork recorded (``name epoch``, core/forks.py ``fork_member``), counted
+    against the per-stream cap. ``pins``: those made by a principal who may ``admin`` the
+    source; while any is listed, deleting the source only soft-deletes it.
+    """
+
+    forks: frozenset[str] = frozenset()
+    pins: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class Deletion:
     """What ``delete_channel`` did."""
@@ -125,21 +143,34 @@ class MessageStore(Protocol):
     ) -> Deletion | None:
         """Delete the channel if it is still in ``meta.epoch`` (else None), ending its log
         with an ``end`` marker at ``end_seq`` in the same atomic step (SeqTakenError if that
-        seq is taken: read the tail again). While forks reference it (and unless ``purge``),
-        it is only marked deleted (soft) until :meth:`release_fork` removes the last one."""
+        seq is taken: read the tail again). While forks pin it (and unless ``purge``), it is
+        only marked deleted (soft) until :meth:`release_fork` removes the last pin; forks
+        that do not pin it never hold it. Its fork bookkeeping goes with it."""
 
-    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
-        """Create the fork ``meta`` (``meta.fork`` set) and record it in its source, in one
-        atomic step, with ``prefix`` (a partial entry at seq ``meta.head``) in its log.
+    def create_fork(
+        self,
+        meta: ChannelMeta,
+        prefix: StoredMessage | None = None,
+        pin: bool = True,
+        max_forks: int = 100,
+    ) -> ChannelMeta:
+        """Create the fork ``meta`` (``meta.fork`` set) and record it in its source's fork
+        bookkeeping (never in the source's own item), in one atomic step, with ``prefix`` (a
+        partial entry at seq ``meta.head``) in its log. ``pin``: the fork holds its source
+        (a delete of the source is then only a soft delete).
 
         Raises ChannelExistsError if the name is taken, ForkSourceChangedError if the source
-        is no longer in ``meta.fork.source_epoch`` or was deleted.
+        is no longer in ``meta.fork.source_epoch`` or was deleted, ForkLimitError if the
+        source has ``max_forks`` forks recorded already.
         """
 
+    def fork_refs(self, name: str, epoch: str) -> ForkRefs:
+        """The fork bookkeeping of channel ``(name, epoch)`` (strongly consistent)."""
+
     def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
-        """Drop fork ``member`` from channel ``(name, epoch)``'s references. If that leaves a
-        soft-deleted channel unreferenced, remove it and return its metadata (the caller
-        releases its own source in turn); else None."""
+        """Drop fork ``member`` from channel ``(name, epoch)``'s bookkeeping (a no-op if it is
+        not there). If that leaves a soft-deleted channel without pins, remove it and return
+        its metadata (the caller releases its own source in turn); else None."""
 
     def last_entry(self, name: str, epoch: str) -> LogEntry | None:
         """The entry at the highest seq of log ``(name, epoch)`` (strongly consistent), or
@@ -246,6 +277,20 @@ class SubscriptionStore(Protocol):
 
     def subscribers(self, channel: str) -> list[Subscription]:
         """Every subscription on ``channel`` (a Query on the channel key, never a Scan)."""
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Leases that bound how much of something one principal or connection runs at once
+    (long-polls, SSE responses, replays), across every Lambda container. A lease lasts until
+    it is released or its time passes, so a crashed invocation never holds one for long."""
+
+    def acquire(self, scope: str, lease_id: str, until_s: int, limit: int, now_s: int) -> bool:
+        """Hold lease ``lease_id`` of ``scope`` until ``until_s`` (epoch seconds), unless
+        ``limit`` leases of the scope that last past ``now_s`` are held already (False)."""
+
+    def release(self, scope: str, lease_id: str) -> None:
+        """Give the lease back (a no-op if it is not held)."""
 
 
 class PresenceStore(Protocol):

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # log's entries of the last `retry_window_s`, at most `retry_scan` of them.
     retry_window_s: float = Field(120.0, ge=0)
     retry_scan: int = Field(2000, ge=0)
+    # Durable Streams forks one stream may have (its bookkeeping item holds their names:
+    # at most 500 keeps it far under DynamoDB's 400 KB whatever the names).
+    max_forks_per_stream: int = Field(100, ge=1, le=500)
     # Durable Streams live reads (bounded: API Gateway REST ends a request after 29 s).
     long_poll_timeout_s: float = Field(20.0, gt=0, le=25)
     # How long a caught-up SSE request waits for new data before it closes (the client
@@ -67,6 +70,12 @@ class Settings(BaseSettings):
     # How long a subscribe may replay (when the caller gives no deadline) before it pauses
     # and tells the client where to continue.
     replay_budget_s: float = Field(20.0, gt=0, le=600)
+    # How much one principal (an API key, or one client id of a token; without auth, one
+    # source IP) or one WebSocket connection may run at once (services/limits.py): long-poll
+    # and SSE responses, and replays longer than one page. Over it: `rate_limited`.
+    max_live_reads_per_principal: int = Field(20, ge=1, le=1000)
+    max_replays_per_principal: int = Field(20, ge=1, le=1000)
+    max_replays_per_connection: int = Field(4, ge=1, le=100)
 
     # -- presence (core/presence.py) --
     presence_ttl_s: int = Field(40, ge=5, le=3600)  # gone this long after the last heartbeat
@@ -83,7 +92,12 @@ class Settings(BaseSettings):
     api_keys: str | None = None
     api_keys_secret_id: str | None = None
     api_keys_parameter: str | None = None
-    api_keys_refresh_s: int = Field(300, ge=0)
+    # How long a container trusts the key document it read: a revoked key stops working,
+    # for requests and for the frames of open sockets, within this (at most a minute).
+    api_keys_refresh_s: int = Field(60, ge=0, le=60)
+    # The audience (`aud`) of the tokens this deployment issues and accepts: a token signed
+    # with the same key for anything else is refused.
+    token_audience: str = Field("switchboard", min_length=1, max_length=128)
     token_leeway_s: int = Field(30, ge=0, le=300)
     token_max_ttl_s: int = Field(24 * 3600, ge=60)
     # Browser origins allowed to open WebSockets; ["*"] allows any (the dev server's default).

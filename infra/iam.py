@@ -10,10 +10,11 @@ One table of grants feeds two outputs:
 
 Where the actions come from (chalicelib/adapters/dynamodb/, read per call):
 
-- channels:    GetItem (get_channel, first read of a subscribe), PutItem (create_channel, the
-               id claims inside ``append``'s transaction), UpdateItem (the head, in the same
-               transaction), DeleteItem (delete_channel), BatchGetItem (find_ids),
-               ConditionCheckItem (go_live's transaction);
+- channels:    GetItem (get_channel, fork bookkeeping, leases), PutItem (create_channel, the
+               id claims inside ``append``'s transaction, leases), UpdateItem (Durable Streams
+               state, fork bookkeeping, leases), DeleteItem (delete_channel), BatchGetItem
+               (find_ids), ConditionCheckItem (create_fork and the soft delete check the
+               source and its fork bookkeeping without writing them);
 - messages:    PutItem (``append``'s transaction), Query (read, first_retained), GetItem
                (first_retained's binary search over expired items);
 - connections: PutItem (put_connection, subscribe), UpdateItem (subscribe, unsubscribe, go_live),
@@ -109,9 +110,12 @@ FUNCTIONS: dict[str, Grants] = {
     # subscription APIs /v1/stream/__ds/* (wakes: delete too; wake jobs for leases and the
     # next wake; the signing secret for the JWKS and wake tokens).
     # Bearer API keys and tokens are checked on every request; POST /v1/tokens signs tokens.
+    # Forks and the soft delete check the source and its fork bookkeeping in their
+    # transactions (ConditionCheckItem on the channels table).
     "api_handler": Grants(
         tables=_merge(_CHANNEL_SERVICE, _PRESENCE,
-                      {WAKES: (*_WAKES, "DeleteItem", "BatchWriteItem")}),
+                      {CHANNELS: ("ConditionCheckItem",),
+                       WAKES: (*_WAKES, "DeleteItem", "BatchWriteItem")}),
         read_api_keys=True, send_wake_jobs=True, read_signing_key=True,
     ),
     # The $connect authorizer verifies the token and hands its claims to every later event.
@@ -122,6 +126,8 @@ FUNCTIONS: dict[str, Grants] = {
     ),
     # $default: publish, subscribe (replay, go live), unsubscribe, replies to the sender;
     # a Gone reply deletes the connection (GetItem + BatchWriteItem).
+    # Every frame re-checks that the key behind the connection is not revoked (the key
+    # document, cached for at most a minute).
     "websocket_message": Grants(
         tables=_merge(
             _CHANNEL_SERVICE,
@@ -132,6 +138,7 @@ FUNCTIONS: dict[str, Grants] = {
             _PRESENCE,
         ),
         post_to_connections=True,
+        read_api_keys=True,
     ),
     # The connection's members leave presence (their leave appended to the presence log).
     "websocket_disconnect": Grants(tables=_merge(_CHANNEL_SERVICE, _PRESENCE_LEAVE, {

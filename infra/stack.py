@@ -81,13 +81,22 @@ class StageProfile:
     ws_rate: float  # WebSocket route throttling ($connect and every inbound frame)
     ws_burst: int
     lambda_errors_threshold: int  # errors in 5 minutes before the alarm fires
+    # Reserved concurrency (ReservedConcurrentExecutions) per function: the fan-out and the
+    # authorizer always have this much, whatever else runs (delivery and new connections
+    # cannot be starved by a flood of REST requests); for the REST function it is the most
+    # it may run at once (it cannot take the account's whole pool either).
+    reserved_concurrency: tuple[tuple[str, int], ...] = ()
 
 
 PROFILES = {
     "dev": StageProfile(retain_data=False, rest_rate=50, rest_burst=100, ws_rate=50,
-                        ws_burst=100, lambda_errors_threshold=1),
+                        ws_burst=100, lambda_errors_threshold=1,
+                        reserved_concurrency=(("fanout_records", 5), ("ws_authorizer", 5),
+                                              ("api_handler", 50))),
     "prod": StageProfile(retain_data=True, rest_rate=1000, rest_burst=2000, ws_rate=1000,
-                         ws_burst=2000, lambda_errors_threshold=5),
+                         ws_burst=2000, lambda_errors_threshold=5,
+                         reserved_concurrency=(("fanout_records", 50), ("ws_authorizer", 30),
+                                               ("api_handler", 300))),
 }
 
 # The stream trigger's settings live in infra/trigger.py (switchboard dev plays the same).
@@ -456,11 +465,15 @@ def merge_template(stage: str, config: dict[str, Any] | None = None) -> dict[str
             env[SIGNING_SECRET_ENV] = {"Ref": iam.SIGNING_SECRET_LOGICAL_ID}
         name = iam.function_name(app, stage, function)
         log_group = iam.LOG_GROUP_LOGICAL_IDS[function]
+        properties: dict[str, Any] = {"FunctionName": name, "Environment": {"Variables": env}}
+        reserved = dict(profile.reserved_concurrency).get(function)
+        if reserved is not None:
+            properties["ReservedConcurrentExecutions"] = reserved
         resources[logical_id] = {
             # Logs are written only once the group (with its retention) exists: the roles
             # cannot create log groups.
             "DependsOn": [log_group],
-            "Properties": {"FunctionName": name, "Environment": {"Variables": env}},
+            "Properties": properties,
         }
         # Chalice names the REST handler's group after "${ApiHandler}", a resource that does
         # not exist (it is "APIHandler"); naming every group literally fixes that and matches

@@ -24,6 +24,8 @@ from ..ports import (
     ChannelExistsError,
     ConnectionGoneError,
     Deletion,
+    ForkLimitError,
+    ForkRefs,
     ForkSourceChangedError,
     IdsClaimedError,
     SeqTakenError,
@@ -34,7 +36,7 @@ Entry = StoredMessage | EntryKind  # a message, or a marker (core/logs.py)
 
 
 class MemoryStore:
-    """Implements both MessageStore and SubscriptionStore."""
+    """Implements MessageStore, SubscriptionStore and LeaseStore."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -43,9 +45,13 @@ class MemoryStore:
         # (channel, epoch, id) -> (seq, expires_at)
         self.ids: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.producers: dict[tuple[str, str, str], ProducerState] = {}
+        # (source, epoch) -> its fork bookkeeping (an item of its own on DynamoDB)
+        self.fork_refs_by_source: dict[tuple[str, str], ForkRefs] = {}
         self.connections: dict[str, Connection] = {}
         self.connection_channels: dict[str, set[str]] = {}
         self.subs: dict[str, dict[str, Subscription]] = {}
+        # scope -> lease id -> held until (epoch seconds)
+        self.leases: dict[str, dict[str, int]] = {}
         # What DynamoDB Streams would carry: every appended message, in commit order.
         self.stream: list[StoredMessage] = []
 
@@ -71,10 +77,12 @@ class MemoryStore:
             if current is None or current.epoch != meta.epoch:
                 return None
             self._end_log(meta.name, meta.epoch, end_seq)
-            if current.forks and not purge:
+            refs = self.fork_refs_by_source.get((meta.name, meta.epoch), ForkRefs())
+            if refs.pins and not purge:
                 self.channels[meta.name] = replace(current, deleted=True)
                 return Deletion(soft=True)
             del self.channels[meta.name]
+            self.fork_refs_by_source.pop((meta.name, meta.epoch), None)
             return Deletion(soft=False)
 
     def _end_log(self, name: str, epoch: str, end_seq: int) -> None:
@@ -85,7 +93,13 @@ class MemoryStore:
             raise SeqTakenError(_entry(end_seq, log[end_seq]))
         log[end_seq] = EntryKind.END
 
-    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
+    def create_fork(
+        self,
+        meta: ChannelMeta,
+        prefix: StoredMessage | None = None,
+        pin: bool = True,
+        max_forks: int = 100,
+    ) -> ChannelMeta:
         assert meta.fork is not None
         with self._lock:
             existing = self.channels.get(meta.name)
@@ -94,8 +108,13 @@ class MemoryStore:
             source = self.channels.get(meta.fork.source)
             if source is None or source.epoch != meta.fork.source_epoch or source.deleted:
                 raise ForkSourceChangedError(meta.fork.source)
-            self.channels[source.name] = replace(
-                source, forks=source.forks | {fork_member(meta.name, meta.epoch)}
+            key = (source.name, source.epoch)
+            refs = self.fork_refs_by_source.get(key, ForkRefs())
+            if len(refs.forks) >= max_forks:
+                raise ForkLimitError(source.name)
+            member = fork_member(meta.name, meta.epoch)
+            self.fork_refs_by_source[key] = ForkRefs(
+                refs.forks | {member}, refs.pins | ({member} if pin else set())
             )
             self.channels[meta.name] = meta
             if prefix is not None:
@@ -103,16 +122,27 @@ class MemoryStore:
                 self.stream.append(prefix)
             return meta
 
+    def fork_refs(self, name: str, epoch: str) -> ForkRefs:
+        with self._lock:
+            return self.fork_refs_by_source.get((name, epoch), ForkRefs())
+
     def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
         with self._lock:
+            refs = self.fork_refs_by_source.get((name, epoch))
+            if refs is None:
+                return None
+            refs = ForkRefs(refs.forks - {member}, refs.pins - {member})
+            if refs.forks:
+                self.fork_refs_by_source[(name, epoch)] = refs
+            else:
+                del self.fork_refs_by_source[(name, epoch)]
             current = self.channels.get(name)
             if current is None or current.epoch != epoch:
                 return None
-            current = replace(current, forks=current.forks - {member})
-            if current.deleted and not current.forks:
+            if current.deleted and not refs.pins:
                 del self.channels[name]
+                self.fork_refs_by_source.pop((name, epoch), None)
                 return current
-            self.channels[name] = current
             return None
 
     def mark_written(self, meta: ChannelMeta, now_ms: int) -> None:
@@ -302,6 +332,24 @@ class MemoryStore:
             log = self.logs.get((name, epoch), {})
             for seq in [s for s in log if s <= through_seq]:
                 del log[seq]
+
+    # -- LeaseStore ------------------------------------------------------------------------
+
+    def acquire(self, scope: str, lease_id: str, until_s: int, limit: int, now_s: int) -> bool:
+        with self._lock:
+            held = {i: u for i, u in self.leases.get(scope, {}).items() if u > now_s}
+            if len(held) >= limit and lease_id not in held:
+                return False
+            held[lease_id] = until_s
+            self.leases[scope] = held
+            return True
+
+    def release(self, scope: str, lease_id: str) -> None:
+        with self._lock:
+            held = self.leases.get(scope, {})
+            held.pop(lease_id, None)
+            if not held:
+                self.leases.pop(scope, None)
 
     # -- SubscriptionStore -----------------------------------------------------------------
 

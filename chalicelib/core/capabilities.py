@@ -13,12 +13,13 @@ Patterns: ``*`` (every channel), ``prefix*`` (every channel whose name starts wi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ForbiddenError, InvalidRequestError, UnauthorizedError
 from .names import validate_channel
-from .presence import base_channel
+from .presence import base_channel, is_presence_log
 
 SUBSCRIBE = "subscribe"
 PUBLISH = "publish"
@@ -172,6 +173,18 @@ class Principal:
                 {"channel": channel, "operation": operation},
             )
 
+    def may_create(self, channel: str) -> bool:
+        """Whether an implicit creation of ``channel`` (a first publish or subscribe) is this
+        principal's to make: it needs ``publish`` or ``admin`` there, never ``subscribe``
+        alone (a reader must not create, and so configure, a channel). A presence log is
+        the exception: only presence writes it and nobody configures it, so any subscriber
+        of its channel may have it created."""
+        if is_presence_log(channel):
+            return True
+        return self.capabilities.allows(channel, PUBLISH) or self.capabilities.allows(
+            channel, ADMIN
+        )
+
     def to_claims(self) -> dict[str, Any]:
         """Compact form carried in an authorizer context or a connection record."""
         return {
@@ -193,6 +206,17 @@ class Principal:
         )
 
 
+# An API key's secret signs its tokens (HS256): a short one can be guessed offline from any
+# token. 32 characters of base64url is 192 bits; `secrets.token_urlsafe(32)` gives 43.
+MIN_SECRET_CHARS = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+class InvalidKeyError(ValueError):
+    """An API key in the key document cannot be used; the message says which and why (never
+    its secret)."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A backend's credential: ``<id>:<secret>``. The secret also signs its tokens."""
@@ -203,10 +227,30 @@ class ApiKey:
     revoked: bool = False
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ApiKey:
-        return cls(
-            id=str(raw["id"]),
-            secret=str(raw["secret"]),
-            capabilities=Capabilities.parse(raw.get("capabilities", {"*": ["*"]})),
-            revoked=bool(raw.get("revoked", False)),
-        )
+    def from_dict(cls, raw: object) -> ApiKey:
+        """A key of the key document; :class:`InvalidKeyError` for an id that a credential
+        cannot name, an empty or short secret, or invalid capabilities."""
+        if not isinstance(raw, dict):
+            raise InvalidKeyError("Each entry of 'keys' must be an object with 'id' and 'secret'.")
+        key_id = raw.get("id")
+        if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+            raise InvalidKeyError(
+                f"Key id {str(key_id)[:70]!r} is not usable: ids are 1 to 64 characters of "
+                "A-Z a-z 0-9 . _ ~ - (no ':', which separates the id from the secret)."
+            )
+        secret = raw.get("secret")
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_CHARS:
+            length = len(secret) if isinstance(secret, str) else 0
+            raise InvalidKeyError(
+                f"Key {key_id!r} is refused: its secret is {length} characters, and a secret "
+                f"needs at least {MIN_SECRET_CHARS} random ones (it signs tokens). Generate "
+                "one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
+            )
+        try:
+            capabilities = Capabilities.parse(raw.get("capabilities", {"*": ["*"]}))
+        except InvalidRequestError as error:
+            raise InvalidKeyError(f"Key {key_id!r} is refused: {error.message}") from None
+        revoked = raw.get("revoked", False)
+        if not isinstance(revoked, bool):
+            raise InvalidKeyError(f"Key {key_id!r} is refused: 'revoked' must be true or false.")
+        return cls(id=key_id, secret=secret, capabilities=capabilities, revoked=revoked)

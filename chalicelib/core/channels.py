@@ -27,11 +27,10 @@ class ChannelMeta:
     # Durable Streams: a closed stream takes no more appends; the last Stream-Seq accepted.
     closed: bool = False
     stream_seq: str | None = None
-    # Forks (core/forks.py): where this channel was forked from, the live forks that
-    # reference it (``name epoch`` each), and whether it was deleted while forks held it
-    # (soft-deleted: gone for clients, kept until the last fork is gone).
+    # Forks (core/forks.py): where this channel was forked from, and whether it was deleted
+    # while forks pinned it (soft-deleted: gone for clients, kept until the last pin is
+    # gone). Which forks it has lives in its fork bookkeeping (MessageStore.fork_refs).
     fork: ForkOrigin | None = None
-    forks: frozenset[str] = frozenset()
     deleted: bool = False
     # When the log was first written (epoch ms), and the epoch it replaced if its previous
     # log expired entirely (core/logs.py): offsets of that epoch are answered offset_expired.

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .channels import ChannelMeta
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, TooLargeError
 from .messages import JSON_CONTENT_TYPE, encode_data
 from .stream_headers import STREAM_EXPIRES_AT, STREAM_SSE_DATA_ENCODING, STREAM_TTL
 
@@ -60,16 +60,20 @@ def is_text(content_type: str) -> bool:
 
 
 def split_body(
-    content_type: str, raw: bytes, max_message_bytes: int, allow_empty_array: bool
+    content_type: str, raw: bytes, max_message_bytes: int, allow_empty_array: bool,
+    max_messages: int | None = None,
 ) -> list[bytes]:
     """The messages an append body stores.
 
     JSON streams keep message boundaries: an array appends each element as one message, any
     other value is one message. Byte streams store consecutive slices of at most
-    ``max_message_bytes``, which read back as the same bytes.
+    ``max_message_bytes``, which read back as the same bytes. More than ``max_messages``
+    is refused (``too_large``) before any of them is encoded.
     """
     if not is_json(content_type):
-        return [raw[i : i + max_message_bytes] for i in range(0, len(raw), max_message_bytes)]
+        bodies = [raw[i : i + max_message_bytes] for i in range(0, len(raw), max_message_bytes)]
+        _check_count(len(bodies), max_messages)
+        return bodies
     try:
         value: Any = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -77,8 +81,18 @@ def split_body(
     if isinstance(value, list):
         if not value and not allow_empty_array:
             raise InvalidRequestError("An empty JSON array appends nothing; send messages.")
+        _check_count(len(value), max_messages)
         return [encode_data(item, max_message_bytes) for item in value]
     return [encode_data(value, max_message_bytes)]
+
+
+def _check_count(count: int, max_messages: int | None) -> None:
+    if max_messages is not None and count > max_messages:
+        raise TooLargeError(
+            f"At most {max_messages} messages per request; got {count}. Send them in "
+            "several requests.",
+            {"max_batch": max_messages, "count": count},
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from chalice.app import APIGateway, Request, Response, _matches_content_type
 from ..bootstrap import services
 from ..core import stream_headers as headers_
 from ..core import streams as protocol
-from ..core.capabilities import ADMIN, HISTORY, PUBLISH
+from ..core.capabilities import ADMIN, HISTORY, PUBLISH, Principal
+from ..core.channels import ChannelMeta
 from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
 from ..core.offsets import BEGINNING, parse_start
 from ..core.producers import ProducerRequest, parse_producer
@@ -24,7 +25,7 @@ from ..observability import logger
 from ..services.appends import AppendOutcome, StreamClosedError
 from ..services.streams import AppendStream, CreateStream, StreamService
 from . import invocation
-from .http import error_response, stream_path_channel
+from .http import error_response, request_body, stream_path_channel
 from .principals import http_principal
 
 P = ParamSpec("P")
@@ -32,7 +33,8 @@ P = ParamSpec("P")
 # The media types API Gateway passes as binary: Chalice's defaults (app.py keeps them).
 BINARY_TYPES = APIGateway().binary_types
 # What each method needs (docs/auth.md): reads are `history`, appends `publish`, the rest
-# `admin`.
+# `admin` (a PUT with an initial body also `publish`; a fork also `history` on every stream
+# it inherits: services/forks.py).
 _OPERATIONS = {"GET": HISTORY, "HEAD": HISTORY, "POST": PUBLISH, "PUT": ADMIN, "DELETE": ADMIN}
 
 
@@ -90,16 +92,15 @@ def dispatch(request: Request, channel: str) -> Response:
     several joined by ``/`` for the greedy route)."""
     channel = stream_path_channel(channel)
     method = request.method.upper()
+    principal = http_principal(request, channel, _OPERATIONS.get(method, ADMIN))
     # Appends are stamped with who authenticated; nothing in the request can say otherwise.
-    publisher = http_principal(
-        request, channel, _OPERATIONS.get(method, ADMIN)
-    ).publisher
+    publisher = principal.publisher
     if method == "PUT":
-        return create(request, channel, publisher)
+        return create(request, channel, publisher, principal)
     if method == "POST":
         return append(request, channel, publisher)
     if method in ("GET", "HEAD"):
-        return read(request, channel, head_only=method == "HEAD")
+        return read(request, channel, head_only=method == "HEAD", principal=principal)
     if method == "DELETE":
         _streams().channels.delete(channel)
         return _respond("", 204, {"Cache-Control": protocol.NO_STORE})
@@ -107,17 +108,24 @@ def dispatch(request: Request, channel: str) -> Response:
 
 
 def _raw_body(request: Request) -> bytes:
-    raw = request.raw_body or b""
-    # Chalice types it loosely; API Gateway events always decode to bytes.
-    return raw.encode("utf-8") if isinstance(raw, str) else raw
+    # At most SWITCHBOARD_MAX_REQUEST_BYTES, like every append path (a JSON array is also
+    # at most SWITCHBOARD_MAX_BATCH messages: services/appends.py).
+    return request_body(request, services().settings.max_request_bytes)
 
 
 # -- create ---------------------------------------------------------------------------------
 
 
-def create(request: Request, channel: str, publisher: str | None = None) -> Response:
+def create(
+    request: Request, channel: str, publisher: str | None = None,
+    principal: Principal | None = None,
+) -> Response:
     headers = request.headers
     streams = _streams()
+    body = _raw_body(request)
+    if body and principal is not None:
+        # An initial body is appended: creating needs `admin`, writing it `publish` too.
+        principal.require(channel, PUBLISH, streams.clock.now_ms() / 1000)
     ttl_s, expires_at = protocol.parse_lifetime(
         headers.get("stream-ttl"), headers.get("stream-expires-at"), streams.clock.now_ms()
     )
@@ -128,11 +136,12 @@ def create(request: Request, channel: str, publisher: str | None = None) -> Resp
             ttl_s=ttl_s,
             expires_at=expires_at,
             close=protocol.parse_flag(headers.get("stream-closed"), headers_.STREAM_CLOSED),
-            body=_raw_body(request),
+            body=body,
             forked_from=headers.get("stream-forked-from"),
             fork_offset=headers.get("stream-fork-offset"),
             fork_sub_offset=headers.get("stream-fork-sub-offset"),
             publisher=publisher,
+            principal=principal,
         ),
         invocation.deadline_ms(streams.clock),
     )
@@ -210,7 +219,9 @@ def _append_response(outcome: AppendOutcome, producer: ProducerRequest | None) -
 # -- read -----------------------------------------------------------------------------------
 
 
-def read(request: Request, channel: str, head_only: bool) -> Response:
+def read(
+    request: Request, channel: str, head_only: bool, principal: Principal | None = None
+) -> Response:
     streams = _streams()
     meta = streams.channels.get(channel)
     if head_only:
@@ -234,26 +245,53 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
     start = parse_start(raw_offset, default=BEGINNING)
     after = streams.start_read(meta, start)
     cursor = streams.cursor(params.get("cursor"))
-    if live == "sse":
+    if live is not None:
+        # A live read holds this invocation until data comes or time runs out: bounded per
+        # principal (services/limits.py).
+        limiter = services().limiter
         deadline = invocation.deadline_ms(streams.clock)
+        limits = limiter.live_read(principal or Principal.anonymous(), _source_ip(request))
+        with limiter.holding(limits, deadline or streams.live_read_ends_ms(live)):
+            return _live_read(request, meta, after, cursor, live, raw_offset, start.kind,
+                              deadline)
+    batch = streams.read_batch(meta, after)
+    return _catch_up_response(request, meta, batch, cursor, None, raw_offset, start.kind)
+
+
+def _source_ip(request: Request) -> str | None:
+    identity = (request.context or {}).get("identity") or {}
+    ip = identity.get("sourceIp")
+    return ip if isinstance(ip, str) and ip else None
+
+
+def _live_read(
+    request: Request, meta: ChannelMeta, after: int, cursor: str, live: str,
+    raw_offset: str | None, start_kind: str, deadline: int | None,
+) -> Response:
+    streams = _streams()
+    if live == "sse":
         return _respond(
             streams.sse(meta, after, cursor, deadline), 200, protocol.sse_headers(meta)
         )
-    if live == "long-poll":
-        batch = streams.long_poll(meta, after, invocation.deadline_ms(streams.clock))
-        if batch.count == 0:
-            headers = {
-                **protocol.meta_headers(batch.meta),
-                headers_.STREAM_NEXT_OFFSET: batch.next_offset,
-                headers_.STREAM_UP_TO_DATE: "true",
-                headers_.STREAM_CURSOR: cursor,
-                "Cache-Control": protocol.NO_STORE,
-            }
-            if batch.meta.closed:
-                headers[headers_.STREAM_CLOSED] = "true"
-            return _respond("", 204, headers)
-    else:
-        batch = streams.read_batch(meta, after)
+    batch = streams.long_poll(meta, after, deadline)
+    if batch.count == 0:
+        headers = {
+            **protocol.meta_headers(batch.meta),
+            headers_.STREAM_NEXT_OFFSET: batch.next_offset,
+            headers_.STREAM_UP_TO_DATE: "true",
+            headers_.STREAM_CURSOR: cursor,
+            "Cache-Control": protocol.NO_STORE,
+        }
+        if batch.meta.closed:
+            headers[headers_.STREAM_CLOSED] = "true"
+        return _respond("", 204, headers)
+    return _catch_up_response(request, meta, batch, cursor, live, raw_offset, start_kind)
+
+
+def _catch_up_response(
+    request: Request, meta: ChannelMeta, batch: protocol.Batch, cursor: str,
+    live: str | None, raw_offset: str | None, start_kind: str,
+) -> Response:
     headers = {
         **protocol.meta_headers(batch.meta),
         headers_.STREAM_NEXT_OFFSET: batch.next_offset,
@@ -265,8 +303,8 @@ def read(request: Request, channel: str, head_only: bool) -> Response:
             headers[headers_.STREAM_CLOSED] = "true"
     if live == "long-poll":
         headers[headers_.STREAM_CURSOR] = cursor
-    if start.kind != "now":
-        start_offset = raw_offset if start.kind == "position" and raw_offset else BEGINNING
+    if start_kind != "now":
+        start_offset = raw_offset if start_kind == "position" and raw_offset else BEGINNING
         tag = protocol.etag(
             meta.epoch, start_offset, batch.next_offset, headers_.STREAM_CLOSED in headers
         )

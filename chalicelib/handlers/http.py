@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from chalice.app import Response
 
-from ..core.errors import InternalError, InvalidRequestError, SwitchboardError
+from ..core.errors import InternalError, InvalidRequestError, SwitchboardError, TooLargeError
 from ..core.names import validate_channel
 from ..observability import logger
 
@@ -46,6 +46,21 @@ def handles_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
             return error_response(InternalError("The server failed; retry the request."))
 
     return wrapper
+
+
+def request_body(request: Any, limit: int) -> bytes:
+    """The request's body as bytes, refused with ``too_large`` over ``limit`` bytes (every
+    append path: a request never stores more than this, whatever it splits into)."""
+    raw = request.raw_body or b""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if len(raw) > limit:
+        raise TooLargeError(
+            f"The request body is {len(raw)} bytes; the limit is {limit} "
+            "(SWITCHBOARD_MAX_REQUEST_BYTES). Send it in smaller requests.",
+            {"size": len(raw), "max_bytes": limit},
+        )
+    return bytes(raw)
 
 
 def path_channel(raw: str) -> str:

@@ -2,11 +2,13 @@
 
 HTTP: ``Authorization: Bearer <token | key_id:secret>`` on every request.
 WebSocket: the token travels in the ``token`` query parameter of the upgrade (browsers cannot
-set headers there) and is checked once, at ``$connect``. Every later frame is authorized
+set headers there) and is verified once, at ``$connect``. Every later frame is authorized
 against the principal from then, with no database read: on AWS the ``$connect`` authorizer
 (``ws_authorizer``) hands its context to every event of the connection; where no authorizer
 is configured, the claims stored on the connection record are read once per container and
-kept briefly in memory.
+kept briefly in memory. Every frame also re-checks that the key behind the principal is
+still valid (the key ring's cache, at most a minute old): a revoked key's sockets get
+``unauthorized`` for every frame, and their subscriptions end.
 """
 
 from __future__ import annotations
@@ -73,10 +75,17 @@ def connect_principal(
 
 
 def connection_principal(event: WebsocketEvent) -> Principal:
-    """The principal of an existing connection, for authorizing one of its frames."""
+    """The principal of an existing connection, for authorizing one of its frames;
+    :class:`UnauthorizedError` if the key behind it was revoked since it connected."""
     svc = services()
     if svc.auth is None:
         return Principal.anonymous()
+    principal = _frame_principal(svc, event)
+    svc.auth.check_key(principal)
+    return principal
+
+
+def _frame_principal(svc: Services, event: WebsocketEvent) -> Principal:
     claims = _authorizer_claims(event.to_dict().get("requestContext", {}))
     if claims is not None:
         return Principal.from_claims(claims)

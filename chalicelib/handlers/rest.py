@@ -13,31 +13,29 @@ from ..bootstrap import services
 from ..core.capabilities import ADMIN, HISTORY, PRESENCE, PUBLISH, SUBSCRIBE
 from ..core.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
-    TooLargeError,
     UnauthorizedError,
 )
 from ..core.messages import NewMessage, PublishResult, validate_id
 from ..core.offsets import parse_start
-from ..core.presence import validate_instance
+from ..core.presence import is_presence_log, validate_instance
 from ..services.appends import AppendRequest
 from . import invocation
-from .http import handles_errors, int_param, json_response, parse_json, path_channel
+from .http import (
+    handles_errors,
+    int_param,
+    json_response,
+    parse_json,
+    path_channel,
+    request_body,
+)
 from .principals import http_principal
 
 
 def _body(request: Request) -> bytes | None:
-    raw = request.raw_body
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8")
-    limit = services().settings.max_request_bytes
-    if raw and len(raw) > limit:
-        raise TooLargeError(
-            f"The request body is {len(raw)} bytes; the limit is {limit}.",
-            {"size": len(raw), "max_bytes": limit},
-        )
-    return raw
+    return request_body(request, services().settings.max_request_bytes) or None
 
 
 @handles_errors
@@ -99,6 +97,13 @@ def put_channel(request: Request, channel: str) -> Response:
     """Create a channel with settings (``{"retention": seconds}``); idempotent."""
     channel = path_channel(channel)
     http_principal(request, channel, ADMIN)
+    if is_presence_log(channel):
+        # As on /v1/stream: presence creates its log, with the defaults; nobody configures it.
+        raise ForbiddenError(
+            f"{channel!r} is a presence log: presence creates it and writes it (enter, "
+            "update, leave presence); read it with GET.",
+            {"channel": channel},
+        )
     raw = _body(request)
     body = parse_json(raw) if raw else {}
     if not isinstance(body, dict) or set(body) - {"retention"}:

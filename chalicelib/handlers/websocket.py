@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from chalice.app import WebsocketEvent
 
 from ..bootstrap import services
+from ..core import frames
 from ..core.capabilities import Principal
-from ..core.errors import SwitchboardError
+from ..core.errors import SwitchboardError, UnauthorizedError
 from ..observability import logger
+from ..ports import ConnectionGoneError, SendFailedError, SendThrottledError
 from ..services.sessions import WsContext
 from . import invocation, principals
 
@@ -59,9 +62,30 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
 
 def message(event: WebsocketEvent) -> dict[str, Any]:
     logger.thread_safe_append_keys(connection_id=event.connection_id)
-    principal = principals.connection_principal(event)
+    try:
+        principal = principals.connection_principal(event)
+    except UnauthorizedError as error:
+        _refuse_revoked(event, error)
+        return {"statusCode": 200}
     services().sessions.handle(_context(event, principal), event.body)
     return {"statusCode": 200}
+
+
+def _refuse_revoked(event: WebsocketEvent, error: UnauthorizedError) -> None:
+    """The key behind this socket was revoked: the frame is answered `unauthorized` (with its
+    ref) and the connection's subscriptions end, so nothing more is delivered to it. The
+    socket stays open, as for an expired token: the SDKs ask for a fresh token and reconnect
+    (which fails while the key stays revoked)."""
+    sessions = services().sessions
+    ctx = _context(event, Principal.unauthenticated())
+    logger.info("frame refused: revoked key")
+    sessions.end_connection(event.connection_id)
+    principals.forget(event.connection_id)
+    with contextlib.suppress(ConnectionGoneError, SendFailedError, SendThrottledError):
+        sessions.sender.send(
+            ctx.endpoint, ctx.connection_id,
+            frames.error_frame(error, frames.ref_of(event.body), None),
+        )
 
 
 def disconnect(event: WebsocketEvent) -> dict[str, Any]:

@@ -89,6 +89,23 @@ class ChannelService:
         """Implicit creation, with the namespace's defaults (WebSocket and /v1/channels)."""
         return self.with_tail(self.stored(name, create=True))
 
+    def for_subscriber(self, name: str, may_create: bool) -> ChannelMeta:
+        """The channel a subscribe frame names: created if missing when the subscriber may
+        create it (``publish`` or ``admin``), else :class:`NotFoundError` saying so."""
+        if may_create:
+            return self.get_or_create(name)
+        meta = self.load(validate_channel(name))
+        if meta is None:
+            raise NotFoundError(
+                f"Channel {name!r} does not exist yet, and your credentials may only "
+                "subscribe to it, not create it: subscribe again once its publisher has "
+                f"created it (a first publish, or PUT /v1/channels/{name}).",
+                {"channel": name},
+            )
+        if meta.deleted:
+            self._gone(meta)
+        return self.with_tail(meta)
+
     def tail(self, meta: ChannelMeta) -> Tail:
         """Where ``meta``'s own log ends (one strongly consistent Query of one item)."""
         last = self.store.last_entry(meta.name, meta.epoch)
@@ -177,14 +194,28 @@ class ChannelService:
                 fork_member(current.name, current.epoch),
             )
 
+    def prune_forks(self, meta: ChannelMeta) -> int:
+        """Release the recorded forks of ``meta`` that no longer exist (deleted without
+        releasing it, or expired); how many were released. One GetItem per fork listed."""
+        now_s = self.now_s()
+        released = 0
+        for member in sorted(self.store.fork_refs(meta.name, meta.epoch).forks):
+            fork_name, fork_epoch = parse_member(member)
+            fork = self.store.get_channel(fork_name)
+            if fork is not None and fork.epoch == fork_epoch and not fork.is_expired(now_s):
+                continue
+            self.store.release_fork(meta.name, meta.epoch, member)
+            released += 1
+        return released
+
     def _gone(self, meta: ChannelMeta) -> None:
-        """Answer for a soft-deleted channel: 410, or 404 once no fork holds it any more.
+        """Answer for a soft-deleted channel: 410, or 404 once no fork pins it any more.
 
         Forks that expired (or were removed without releasing it) are pruned here, so an
         expiring fork releases its source too. One live fork is enough to hold it: the check
-        stops there (one GetItem per dead fork, plus one)."""
+        stops there (one GetItem for the bookkeeping, one per dead fork, plus one)."""
         now_s = self.now_s()
-        for member in sorted(meta.forks):
+        for member in sorted(self.store.fork_refs(meta.name, meta.epoch).pins):
             fork_name, fork_epoch = parse_member(member)
             fork = self.store.get_channel(fork_name)
             if fork is not None and fork.epoch == fork_epoch and not fork.is_expired(now_s):

@@ -2,8 +2,10 @@
 
 Tokens are JWTs (PyJWT), HS256, signed with the issuing key's secret and naming it in the
 ``kid`` header, so any Lambda verifies them with no database read: signature, expiry (with a
-little clock skew), issuer, and that the claimed capabilities stay within the key's. ``alg:
-none`` and every other algorithm are refused; a revoked or unknown key invalidates its tokens.
+little clock skew), issuer, audience, and that the claimed capabilities stay within the
+key's. ``alg: none`` and every other algorithm are refused; a revoked or unknown key
+invalidates its tokens. A token is at most ``MAX_TOKEN_CHARS`` long, so the WebSocket URL
+that carries it stays under API Gateway's 4,096 characters.
 
 PyJWT is imported when a token is first verified or issued, not with this module: requests
 authenticated with an API key, and functions that never see a token, do not pay for it.
@@ -16,12 +18,22 @@ import secrets
 from typing import Any
 
 from ..core.capabilities import ApiKey, Capabilities, Principal
-from ..core.errors import ForbiddenError, InvalidRequestError, UnauthorizedError
+from ..core.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    TooLargeError,
+    UnauthorizedError,
+)
 from ..ports import Clock, KeyRing
 
 ISSUER = "switchboard"
+AUDIENCE = "switchboard"  # the default of SWITCHBOARD_TOKEN_AUDIENCE
 ALGORITHM = "HS256"
 MAX_CLIENT_ID = 128
+# API Gateway refuses a WebSocket URL over 4,096 characters, and the token travels in it
+# (`?token=`): this leaves ~600 for the scheme, host, stage and anything else in the URL.
+MAX_TOKEN_CHARS = 3500
+WS_URL_MAX_CHARS = 4096
 
 
 def new_api_key(key_id: str, capabilities: dict[str, list[str]] | None = None) -> ApiKey:
@@ -33,12 +45,14 @@ def new_api_key(key_id: str, capabilities: dict[str, list[str]] | None = None) -
 
 class Authenticator:
     def __init__(
-        self, keys: KeyRing, clock: Clock, leeway_s: int = 30, max_ttl_s: int = 86400
+        self, keys: KeyRing, clock: Clock, leeway_s: int = 30, max_ttl_s: int = 86400,
+        audience: str = AUDIENCE,
     ) -> None:
         self.keys = keys
         self.clock = clock
         self.leeway_s = leeway_s
         self.max_ttl_s = max_ttl_s
+        self.audience = audience
 
     # -- verifying -------------------------------------------------------------------------
 
@@ -70,7 +84,30 @@ class Authenticator:
             raise UnauthorizedError("This API key has been revoked.")
         return Principal("key", None, key.capabilities, key_id=key.id)
 
+    def check_key(self, principal: Principal) -> None:
+        """:class:`UnauthorizedError` if the key behind ``principal`` (an API key, or the key
+        that issued its token) is unknown or revoked now: what a socket's frames re-check,
+        through the key ring's cache (at most a minute old)."""
+        if principal.kind not in ("key", "token"):
+            return
+        key = self.keys.get(principal.key_id) if principal.key_id is not None else None
+        if key is None or key.revoked:
+            raise UnauthorizedError(
+                "The API key behind this connection's token has been revoked (or removed): "
+                "get a token issued with a valid key and reconnect."
+            )
+        if not key.capabilities.covers(principal.capabilities):
+            raise UnauthorizedError(
+                "The API key behind this connection's token no longer allows what the token "
+                "claims: get a new token and reconnect."
+            )
+
     def from_token(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise UnauthorizedError(
+                f"The token is {len(token)} characters; tokens are at most {MAX_TOKEN_CHARS}. "
+                "Request a new one."
+            )
         import jwt
 
         try:
@@ -89,10 +126,16 @@ class Authenticator:
                 key.secret,
                 algorithms=[ALGORITHM],  # never "none", never what the header asks for
                 issuer=ISSUER,
+                audience=self.audience,
                 # Times are checked below against our clock (the one tests control).
-                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False,
                          "verify_nbf": False, "verify_iat": False},
             )
+        except jwt.InvalidAudienceError:
+            raise UnauthorizedError(
+                "The token is not for this service (its audience differs); request a token "
+                "from this deployment's POST /v1/tokens."
+            ) from None
         except jwt.PyJWTError:
             raise UnauthorizedError("The token is invalid; request a new one.") from None
         now = self.clock.now_ms() / 1000
@@ -147,11 +190,19 @@ class Authenticator:
             )
         now = self.clock.now_ms() // 1000
         claims = {
-            "iss": ISSUER, "sub": client_id, "iat": now, "nbf": now, "exp": now + ttl_s,
-            "caps": caps.to_dict(),
+            "iss": ISSUER, "aud": self.audience, "sub": client_id, "iat": now, "nbf": now,
+            "exp": now + ttl_s, "caps": caps.to_dict(),
         }
         import jwt
 
         token = jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.id})
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TooLargeError(
+                f"This token would be {len(token)} characters; a token is at most "
+                f"{MAX_TOKEN_CHARS} so that a WebSocket URL carrying it stays under API "
+                f"Gateway's {WS_URL_MAX_CHARS}. Grant fewer or broader patterns (runs:* "
+                "instead of one entry per channel), or a shorter client_id.",
+                {"size": len(token), "max_chars": MAX_TOKEN_CHARS},
+            )
         return {"token": token, "client_id": client_id, "expires": (now + ttl_s) * 1000,
                 "capabilities": caps.to_dict()}

@@ -1,22 +1,37 @@
 """Use case: fork a stream (Durable Streams ``Stream-Forked-From``).
 
 A fork shares its source's prefix without copying it (see core/forks.py); creating it is one
-DynamoDB transaction that puts the fork's metadata, records the fork in its source (so a
-delete of the source only soft-deletes it), and, for a byte sub-offset inside an entry, puts
-the partial entry as the fork's first own message.
+DynamoDB transaction that puts the fork's metadata, records the fork in its source's fork
+bookkeeping (an item of its own, capped at ``max_forks_per_stream``), and, for a byte
+sub-offset inside an entry, puts the partial entry as the fork's first own message.
+
+A fork reads its source's history, so it is an operation on every stream it inherits from,
+not only on the one in its path: the caller needs ``history`` on the source and on each of
+its ancestors (the handler has checked ``admin`` on the fork's own name). The fork *pins* its
+source (a delete of the source is then only a soft delete, and its name stays reserved) only
+if the caller may ``admin`` the source: nobody can block the deletion or re-creation of a
+stream they could not delete themselves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.capabilities import ADMIN, HISTORY, Principal
 from ..core.channels import ChannelMeta
-from ..core.errors import ConflictError, InvalidOffsetError, InvalidRequestError, NotFoundError
+from ..core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidOffsetError,
+    InvalidRequestError,
+    NotFoundError,
+    TooLargeError,
+)
 from ..core.forks import ZERO_OFFSET, ForkOrigin, alias_seq, inherit
 from ..core.messages import JSON_CONTENT_TYPE, StoredMessage
 from ..core.names import validate_channel
 from ..core.offsets import Position, new_epoch
-from ..ports import ChannelExistsError, ForkSourceChangedError
+from ..ports import ChannelExistsError, ForkLimitError, ForkSourceChangedError
 from .channels import ChannelService
 
 _ZERO_EPOCH = ZERO_OFFSET.split("_", 1)[0]
@@ -33,6 +48,9 @@ class ForkRequest:
     ttl_s: int | None
     expires_at: int | None  # epoch seconds (from Stream-TTL or Stream-Expires-At)
     ttl_given: bool  # the request itself set Stream-TTL or Stream-Expires-At
+    # Who asks (its capabilities decide what it may fork and whether the fork pins its
+    # source); None: an internal caller, allowed everything.
+    principal: Principal | None = None
 
 
 def fork(channels: ChannelService, request: ForkRequest) -> tuple[ChannelMeta, bool]:
@@ -44,6 +62,11 @@ def fork(channels: ChannelService, request: ForkRequest) -> tuple[ChannelMeta, b
         raise InvalidRequestError(
             "Stream-Fork-Sub-Offset needs Stream-Fork-Offset: the sub-offset counts from it."
         )
+    now_s = channels.clock.now_ms() / 1000
+    if request.principal is not None:
+        # Before anything is read: whether the source exists is not for others to learn.
+        request.principal.require(request.source, HISTORY, now_s)
+    pruned = False
     for _ in range(_ATTEMPTS):
         existing = channels.store.get_channel(request.name)
         if existing is not None:
@@ -51,16 +74,50 @@ def fork(channels: ChannelService, request: ForkRequest) -> tuple[ChannelMeta, b
             if standing is not None:
                 return channels.with_tail(_same_fork(standing, request)), False
         source = _source(channels, request.source)
+        _may_read_ancestors(request.principal, source)
         meta, prefix = _plan(channels, source, request)
+        pin = request.principal is None or request.principal.capabilities.allows(
+            source.name, ADMIN
+        )
         try:
-            return channels.store.create_fork(meta, prefix), True
+            return channels.store.create_fork(
+                meta, prefix, pin=pin, max_forks=channels.settings.max_forks_per_stream
+            ), True
         except ChannelExistsError:
             continue  # created concurrently: compare with it
         except ForkSourceChangedError:
             continue  # deleted or re-created meanwhile: look again
+        except ForkLimitError:
+            # Forks deleted without releasing it, or expired, still count: prune, once.
+            if pruned or not channels.prune_forks(source):
+                raise _too_many_forks(source, channels.settings.max_forks_per_stream) from None
+            pruned = True
     raise ConflictError(
         f"Stream {request.source!r} is changing too fast to fork; retry.",
         {"channel": request.source},
+    )
+
+
+def _may_read_ancestors(principal: Principal | None, source: ChannelMeta) -> None:
+    """A fork inherits every log its source inherits: ``history`` on each is needed."""
+    if principal is None:
+        return
+    for ancestor in source.ancestors:
+        if not principal.capabilities.allows(ancestor.name, HISTORY):
+            # The ancestor is not named: its name is not the caller's to learn.
+            raise ForbiddenError(
+                f"Stream {source.name!r} inherits history from a stream your credentials "
+                "may not read: forking it needs 'history' on every stream it was forked "
+                "from. Fork a stream whose whole history you may read.",
+                {"channel": source.name, "operation": HISTORY},
+            )
+
+
+def _too_many_forks(source: ChannelMeta, most: int) -> TooLargeError:
+    return TooLargeError(
+        f"Stream {source.name!r} has {most} forks, the most a stream may have: delete forks "
+        "of it that are no longer needed, or fork one of its forks.",
+        {"channel": source.name, "max_forks": most},
     )
 
 

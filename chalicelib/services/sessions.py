@@ -33,6 +33,7 @@ from ..ports import (
 from ..settings import Settings
 from .appends import Appender, AppendRequest
 from .channels import ChannelService
+from .limits import Limiter
 from .presence import PresenceService
 
 
@@ -62,6 +63,7 @@ class SessionService:
         clock: Clock,
         metrics: Metrics = NO_METRICS,
         presence: PresenceService | None = None,
+        limiter: Limiter | None = None,  # None: replays are not bounded (a bare test setup)
     ) -> None:
         self.channels = channels
         self.appender = appender
@@ -71,6 +73,7 @@ class SessionService:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
+        self.limiter = limiter
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -207,8 +210,22 @@ class SessionService:
     def _subscribe(self, ctx: WsContext, frame: frames.Subscribe) -> None:
         """Register first, then replay, then go live: nothing can fall in between."""
         ctx.principal.require(frame.channel, SUBSCRIBE, self.clock.now_ms() / 1000)
-        meta = self.channels.get_or_create(frame.channel)
+        # Only a principal that may publish (or admin) creates a missing channel.
+        meta = self.channels.for_subscriber(
+            frame.channel, ctx.principal.may_create(frame.channel)
+        )
         after = self.channels.resolve(meta, frame.start)
+        if self.limiter is None:
+            self._register_and_replay(ctx, frame, meta, after)
+            return
+        # A long replay holds this invocation: bounded per connection and per principal.
+        limits = self.limiter.replay(ctx.principal, ctx.connection_id, meta.head - after)
+        with self.limiter.holding(limits, self._replay_deadline(ctx)):
+            self._register_and_replay(ctx, frame, meta, after)
+
+    def _register_and_replay(
+        self, ctx: WsContext, frame: frames.Subscribe, meta: ChannelMeta, after: int
+    ) -> None:
         sub = Subscription(
             channel=meta.name,
             connection_id=ctx.connection_id,
@@ -247,9 +264,7 @@ class SessionService:
         switch through within a few rounds; and nothing here reads or writes the channel's
         item, so joining a busy channel never makes a publisher retry.
         """
-        deadline = ctx.deadline_ms or (
-            self.clock.now_ms() + int(self.settings.replay_budget_s * 1000)
-        )
+        deadline = self._replay_deadline(ctx)
         cursor, replayed = after, 0
         while True:
             page = self.channels.read_after(meta, cursor, self.settings.replay_page, to_end=True)
@@ -260,6 +275,11 @@ class SessionService:
                     break
             self._check_replay_deadline(sub, meta, cursor, deadline)
         self.metrics.count("MessagesReplayed", replayed)
+
+    def _replay_deadline(self, ctx: WsContext) -> int:
+        return ctx.deadline_ms or (
+            self.clock.now_ms() + int(self.settings.replay_budget_s * 1000)
+        )
 
     def _send_page(
         self, ctx: WsContext, sub: Subscription, page: list[StoredMessage], cursor: int,

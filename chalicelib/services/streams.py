@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, replace
 
 from ..core import streams as protocol
+from ..core.capabilities import Principal
 from ..core.channels import ChannelMeta
 from ..core.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from ..core.forks import parse_fork_offset, parse_source, parse_sub_offset
@@ -48,6 +49,8 @@ class CreateStream:
     fork_offset: str | None = None
     fork_sub_offset: str | None = None
     publisher: str | None = None
+    # Who asks: a fork needs `history` on every stream it inherits (services/forks.py).
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class StreamService:
                 ttl_s=request.ttl_s,
                 expires_at=request.expires_at,
                 ttl_given=request.ttl_s is not None or request.expires_at is not None,
+                principal=request.principal,
             ),
         )
 
@@ -191,7 +195,8 @@ class StreamService:
         return [
             NewMessage(body, raw=binary)
             for body in protocol.split_body(
-                meta.content_type, raw, self.settings.max_message_bytes, allow_empty_array
+                meta.content_type, raw, self.settings.max_message_bytes, allow_empty_array,
+                self.settings.max_batch,
             )
         ]
 
@@ -281,6 +286,11 @@ class StreamService:
         if not events:
             events.append(protocol.control_event(batch, cursor))
         return "".join(events)
+
+    def live_read_ends_ms(self, live: str) -> int:
+        """When a live read ends at the latest, when the invocation gives no deadline."""
+        wait_s = self.settings.long_poll_timeout_s if live == "long-poll" else 29.0
+        return self.clock.now_ms() + int(wait_s * 1000)
 
     def cursor(self, client_cursor: str | None) -> str:
         return protocol.cursor(self.clock.now_ms(), client_cursor, self.rng)

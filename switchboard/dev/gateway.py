@@ -12,6 +12,11 @@
   lose one without ``$disconnect`` (API Gateway's ``$disconnect`` is best effort): fault
   injection for tests, not part of AWS. ``/_dev/limits`` and ``/_dev/stream-trigger`` show
   the limits enforced and the stream trigger's settings, counters and set-aside records.
+- ``/@connections/*`` and ``/_dev/*`` answer only a loopback peer that names a loopback host
+  (``Host: 127.0.0.1:…``, ``localhost``, ``[::1]``): with ``--host 0.0.0.0`` other machines
+  cannot post to sockets or mint tokens, and a web page that rebinds its own DNS name to
+  127.0.0.1 (DNS rebinding) still sends its own name as Host and is refused. ``/_dev/token``
+  also refuses a browser request whose ``Origin`` is not this server's own.
 
 Handlers block (boto3, moto), so they run on a thread pool, one invocation per event, like
 Lambda. API Gateway may invoke the ``$default`` Lambda for several frames of one connection at
@@ -34,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import json
 import logging
 import time
@@ -43,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -98,6 +104,58 @@ class Connection:
     closed_by_gateway: str | None = None
     closed_code: int | None = None
     lost: bool = False  # dropped by fault injection: no $disconnect
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(authority: str) -> str:
+    """The host of a ``Host`` header or an origin's authority, without its port."""
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def _is_loopback_name(authority: str) -> bool:
+    name = _host_name(authority.strip().lower())
+    return name == "localhost" or name.endswith(".localhost") or _is_loopback_address(name)
+
+
+def _local_only_refusal(request: Request) -> Response | None:
+    """None for a loopback peer naming a loopback host; else a 403 saying why.
+
+    The peer check keeps other machines out (``--host 0.0.0.0``); the Host check keeps out a
+    page whose DNS name was rebound to 127.0.0.1, whose requests come from loopback but
+    still carry its own name."""
+    peer = request.client.host if request.client else ""
+    if not _is_loopback_address(peer):
+        why = "this address is not the dev server's machine (loopback only)"
+    elif not _is_loopback_name(request.headers.get("host", "")):
+        why = "the Host header is not a loopback name (127.0.0.1, localhost or [::1])"
+    else:
+        return None
+    log.warning("%s %s refused: %s", request.method, request.url.path, why)
+    return JSONResponse(
+        {"error": {"code": "forbidden", "detail": {},
+                   "message": f"{request.url.path} is for this machine only: {why}."}},
+        status_code=403,
+    )
+
+
+def _foreign_origin(request: Request) -> str | None:
+    """The request's Origin when it is not this server's own (a browser page elsewhere)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None  # not a browser (curl, the SDK, the CLI)
+    parsed = urlsplit(origin)
+    host = request.headers.get("host", "")
+    if parsed.scheme in ("http", "https") and parsed.netloc.lower() == host.lower():
+        return None
+    return origin
 
 
 def _iso(epoch_ms: int) -> str:
@@ -473,6 +531,8 @@ class Gateway:
     # -- Management API ------------------------------------------------------------------
 
     async def management(self, request: Request) -> Response:
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
         connection_id = request.path_params["connection_id"]
         connection = self.connections.get(connection_id)
         if connection is None:
@@ -527,15 +587,22 @@ class Gateway:
     # -- fault injection -----------------------------------------------------------------
 
     async def dev_token(self, request: Request) -> Response:
-        """A token for the console (and any local page): the dev server's stand-in for the
-        backend that issues tokens in production. Loopback callers only."""
-        client = request.client.host if request.client else ""
+        """A token for the console (pages this server serves): the dev server's stand-in for
+        the backend that issues tokens in production. Loopback callers naming a loopback
+        host only, and from a browser only pages of this very origin."""
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
+        if (origin := _foreign_origin(request)) is not None:
+            log.warning("POST /_dev/token refused: Origin %s is not this server", origin[:100])
+            return JSONResponse(
+                {"error": {"code": "forbidden", "detail": {"origin": origin[:100]},
+                           "message": "Dev tokens are for pages served by this dev server "
+                                      "(the console); a page elsewhere gets its tokens from "
+                                      "its own backend (POST /v1/tokens with an API key)."}},
+                status_code=403,
+            )
         if self.token_issuer is None:
             return JSONResponse({"token": None, "auth": False})
-        if client not in ("127.0.0.1", "::1", "localhost"):
-            return JSONResponse({"error": {"code": "forbidden", "detail": {},
-                                           "message": "Dev tokens are for loopback only."}},
-                                status_code=403)
         issued = await asyncio.get_running_loop().run_in_executor(
             self.executor, self.token_issuer
         )
@@ -543,15 +610,21 @@ class Gateway:
 
     async def dev_limits(self, request: Request) -> Response:
         """The limits this gateway enforces (limits.py): what a test may rely on."""
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
         return JSONResponse(dataclasses.asdict(self.limits))
 
     async def dev_stream_trigger(self, request: Request) -> Response:
         """The stream trigger's settings (as deployed), counters and set-aside records."""
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
         if self.trigger_status is None:
             return JSONResponse({"error": "no stream trigger"}, status_code=404)
         return JSONResponse(self.trigger_status())
 
     async def dev_connections(self, request: Request) -> Response:
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
         return JSONResponse(
             [
                 {
@@ -568,6 +641,8 @@ class Gateway:
         )
 
     async def dev_drop(self, request: Request) -> Response:
+        if (refused := _local_only_refusal(request)) is not None:
+            return refused
         connection = self.connections.get(request.path_params["connection_id"])
         if connection is None:
             return JSONResponse({"error": "no such connection"}, status_code=404)

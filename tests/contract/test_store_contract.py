@@ -441,21 +441,27 @@ def _stored(name: str, epoch: str, seq: int, body: bytes) -> Any:
 
 def test_create_fork_records_it_in_the_source_and_round_trips_its_origin(store: Any) -> None:
     from chalicelib.core.forks import fork_member
+    from chalicelib.ports import ForkRefs
 
     store.create_channel(meta())
     store.append(meta(), 1, [NewMessage(b"ab")], TS, 9_999_999_999)
+    source_item = store.get_channel("runs:1")
     fork = _fork_meta(head=2)
     prefix = _stored("f:1", FORK_EPOCH, 2, b"par")
     assert store.create_fork(fork, prefix) == fork
     assert store.get_channel("f:1") == fork
-    assert store.get_channel("runs:1").forks == {fork_member("f:1", FORK_EPOCH)}
+    member = fork_member("f:1", FORK_EPOCH)
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs(frozenset({member}), frozenset({member}))
+    # The bookkeeping is an item of its own: the source's item is exactly as it was.
+    assert store.get_channel("runs:1") == source_item
+    assert store.fork_refs("runs:1", "019ad0392f80ffff") == ForkRefs()
     # The partial entry is the fork's own seq 2; seq 1 stays in the source's log.
     assert [m.body for m in store.read("f:1", FORK_EPOCH, 0, 10)] == [b"par"]
     assert [m.body for m in store.read("runs:1", EPOCH, 0, 10)] == [b"ab"]
 
 
 def test_create_fork_refuses_a_taken_name_or_a_changed_source(store: Any) -> None:
-    from chalicelib.ports import ForkSourceChangedError
+    from chalicelib.ports import ForkRefs, ForkSourceChangedError
 
     store.create_channel(meta())
     store.create_channel(meta(name="f:1", epoch="019ad0392f80c000"))
@@ -466,7 +472,8 @@ def test_create_fork_refuses_a_taken_name_or_a_changed_source(store: Any) -> Non
     with pytest.raises(ForkSourceChangedError):  # no such source
         store.create_fork(_fork_meta(name="f:3", source="runs:none"))
     assert store.get_channel("f:2") is None and store.get_channel("f:3") is None
-    assert store.get_channel("runs:1").forks == frozenset()
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs()
+    assert store.fork_refs("runs:none", EPOCH) == ForkRefs()
 
 
 def test_a_source_with_forks_is_soft_deleted_refuses_appends_and_new_forks(store: Any) -> None:
@@ -486,6 +493,7 @@ def test_a_source_with_forks_is_soft_deleted_refuses_appends_and_new_forks(store
 
 def test_releasing_the_last_fork_collects_a_soft_deleted_source(store: Any) -> None:
     from chalicelib.core.forks import fork_member
+    from chalicelib.ports import ForkRefs
 
     store.create_channel(meta())
     store.create_fork(_fork_meta(at=0))
@@ -496,20 +504,123 @@ def test_releasing_the_last_fork_collects_a_soft_deleted_source(store: Any) -> N
     collected = store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000"))
     assert collected is not None and collected.name == "runs:1" and collected.deleted
     assert store.get_channel("runs:1") is None
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs()  # collected with it
     # Releasing from a channel that is gone, or in another epoch, is a no-op.
     assert store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000")) is None
 
 
 def test_release_keeps_a_live_source_and_purge_ignores_forks(store: Any) -> None:
     from chalicelib.core.forks import fork_member
+    from chalicelib.ports import ForkRefs
 
     store.create_channel(meta())
     store.create_fork(_fork_meta(at=0))
     assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
     live = store.get_channel("runs:1")
-    assert not live.deleted and live.forks == frozenset()
+    assert not live.deleted and store.fork_refs("runs:1", EPOCH) == ForkRefs()
+    # Releasing twice (a retried cleanup) changes nothing.
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
     store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"))
     deletion = store.delete_channel(meta(), 1, purge=True)
     assert deletion is not None and not deletion.soft
     assert store.get_channel("runs:1") is None
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs()
     assert store.delete_channel(meta(), 1) is None
+
+
+def test_a_fork_that_does_not_pin_never_holds_its_source(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+    from chalicelib.ports import ForkRefs
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(at=0), pin=False)
+    member = fork_member("f:1", FORK_EPOCH)
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs(frozenset({member}), frozenset())
+    # Its owner deletes the source outright: no soft delete, the name is free again.
+    deletion = store.delete_channel(meta(), 1)
+    assert deletion is not None and not deletion.soft
+    assert store.get_channel("runs:1") is None
+    assert store.fork_refs("runs:1", EPOCH) == ForkRefs()
+    store.create_channel(meta(epoch="019ad0392f80e000"))
+    # The fork's later release finds nothing of its own there.
+    assert store.release_fork("runs:1", EPOCH, member) is None
+    assert store.get_channel("runs:1").epoch == "019ad0392f80e000"
+    assert store.fork_refs("runs:1", "019ad0392f80e000") == ForkRefs()
+
+
+def test_only_pinning_forks_make_a_delete_soft(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(at=0), pin=False)
+    store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"), pin=True)
+    deletion = store.delete_channel(meta(), 1)
+    assert deletion is not None and deletion.soft
+    # Releasing the fork that does not pin keeps it; the pinning one collects it.
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:1", FORK_EPOCH)) is None
+    assert store.get_channel("runs:1").deleted
+    assert store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000"))
+    assert store.get_channel("runs:1") is None
+
+
+def test_forks_per_source_are_capped(store: Any) -> None:
+    from chalicelib.core.forks import fork_member
+    from chalicelib.ports import ForkLimitError
+
+    store.create_channel(meta())
+    store.create_fork(_fork_meta(name="f:1", at=0), max_forks=2)
+    store.create_fork(_fork_meta(name="f:2", at=0, epoch="019ad0392f80d000"), pin=False,
+                      max_forks=2)
+    with pytest.raises(ForkLimitError):
+        store.create_fork(_fork_meta(name="f:3", at=0, epoch="019ad0392f80d001"), max_forks=2)
+    assert store.get_channel("f:3") is None
+    assert len(store.fork_refs("runs:1", EPOCH).forks) == 2
+    store.release_fork("runs:1", EPOCH, fork_member("f:2", "019ad0392f80d000"))
+    store.create_fork(_fork_meta(name="f:3", at=0, epoch="019ad0392f80d001"), max_forks=2)
+    assert store.get_channel("f:3") is not None
+
+
+# -- Leases: concurrency limits (services/limits.py) ---------------------------------------
+
+
+def test_leases_are_granted_up_to_the_limit_and_released(store: Any) -> None:
+    assert store.acquire("live:key:k1", "a", 200, 2, 100)
+    assert store.acquire("live:key:k1", "b", 200, 2, 100)
+    assert not store.acquire("live:key:k1", "c", 200, 2, 100)
+    # Another scope counts on its own; taking a lease one holds already is no extra slot.
+    assert store.acquire("live:key:k2", "c", 200, 2, 100)
+    assert store.acquire("live:key:k1", "a", 250, 2, 100)
+    store.release("live:key:k1", "a")
+    assert store.acquire("live:key:k1", "c", 200, 2, 100)
+    store.release("live:key:k1", "zzz")  # not held: nothing happens
+    store.release("live:nobody", "a")
+    assert not store.acquire("live:key:k1", "d", 200, 2, 100)
+
+
+def test_a_lease_that_ran_out_frees_its_slot(store: Any) -> None:
+    assert store.acquire("replay:conn:c1", "a", 110, 1, 100)
+    assert not store.acquire("replay:conn:c1", "b", 200, 1, 105)
+    # At 110 the first lease has run out (its holder died without releasing it).
+    assert store.acquire("replay:conn:c1", "b", 200, 1, 110)
+    assert not store.acquire("replay:conn:c1", "c", 200, 1, 150)
+
+
+def test_concurrent_takers_never_exceed_the_limit(store: Any) -> None:
+    granted: list[str] = []
+    lock = threading.Lock()
+
+    def take(lease: str) -> None:
+        if store.acquire("live:busy", lease, 500, 3, 100):
+            with lock:
+                granted.append(lease)
+
+    threads = [threading.Thread(target=take, args=(f"l{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Every taker either got a slot or was refused; never more than three at once.
+    assert 1 <= len(granted) <= 3
+    for lease in granted:
+        store.release("live:busy", lease)
+    assert store.acquire("live:busy", "after", 500, 3, 100)

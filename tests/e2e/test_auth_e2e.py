@@ -161,3 +161,43 @@ def test_the_cli_takes_an_api_key_or_a_token(server: DevServerProcess) -> None:
     refused = run(token, "publish", "e2e:cli", "1")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
     assert "forbidden" in refused.stderr and token not in refused.stderr
+
+
+def test_the_issue_14_reproduction_is_closed(server: DevServerProcess) -> None:
+    """As reported against `switchboard dev` with auth on: a `mine:*` token forked `secret:x`
+    and read it back, and its fork pinned `secret:x` against its owner's delete."""
+    key = {"Authorization": f"Bearer {server.api_key}"}
+    http = httpx.Client(base_url=server.http, timeout=30)
+    assert http.put("/v1/stream/secret:x", content=b'["the secret"]',
+                    headers={**key, "Content-Type": "application/json"}).status_code == 201
+    mine = {"Authorization": f"Bearer {issue(server, {'mine:*': ['*']}, client_id='mallory')}"}
+    assert http.get("/v1/channels/secret:x/messages", headers=mine).status_code == 403
+    fork = http.put("/v1/stream/mine:f", headers={
+        **mine, "Stream-Forked-From": "/v1/stream/secret:x"})
+    assert fork.status_code == 403, fork.text
+    read = http.get("/v1/stream/mine:f?offset=-1", headers=mine)
+    assert read.status_code == 404 and "the secret" not in read.text
+    # A reader of secret:x may fork it, but its fork does not hold secret:x: the owner's
+    # delete is a delete, and the name is free again at once.
+    reader = {"Authorization": "Bearer " + issue(
+        server, {"mine:*": ["*"], "secret:x": ["history"]}, client_id="reader")}
+    assert http.put("/v1/stream/mine:g", headers={
+        **reader, "Stream-Forked-From": "/v1/stream/secret:x"}).status_code == 201
+    assert http.delete("/v1/stream/secret:x", headers=key).status_code == 204
+    assert http.head("/v1/stream/secret:x", headers=key).status_code == 404
+    assert http.put("/v1/stream/secret:x", headers={
+        **key, "Content-Type": "application/json"}).status_code == 201
+
+
+def test_the_dev_endpoints_refuse_rebound_names_and_foreign_pages(
+    server: DevServerProcess,
+) -> None:
+    rebound = {"Host": "attacker.example"}
+    for method, path in (("POST", "/_dev/token"), ("GET", "/_dev/connections"),
+                         ("POST", "/@connections/abc")):
+        refused = httpx.request(method, f"{server.http}{path}", headers=rebound)
+        assert refused.status_code == 403, path
+    page = httpx.post(f"{server.http}/_dev/token", headers={"Origin": "https://evil.example"})
+    assert page.status_code == 403 and "token" not in page.json()
+    own = httpx.post(f"{server.http}/_dev/token", headers={"Origin": server.http})
+    assert own.status_code == 200 and own.json()["auth"] is True

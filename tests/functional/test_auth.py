@@ -65,8 +65,8 @@ def now(h: Harness) -> int:
 
 
 def claims(h: Harness, **overrides: Any) -> dict[str, Any]:
-    base = {"iss": "switchboard", "sub": "alice", "iat": now(h), "nbf": now(h),
-            "exp": now(h) + 600, "caps": {CHANNEL: ALL_OPS}}
+    base = {"iss": "switchboard", "aud": "switchboard", "sub": "alice", "iat": now(h),
+            "nbf": now(h), "exp": now(h) + 600, "caps": {CHANNEL: ALL_OPS}}
     return {**base, **overrides}
 
 
@@ -96,6 +96,10 @@ HOSTILE: list[Hostile] = [
     ("expired", lambda h, op: sign(claims(h, iat=now(h) - 7200, nbf=now(h) - 7200,
                                           exp=now(h) - 100)), {"unauthorized"}),
     ("not yet valid", lambda h, op: sign(claims(h, nbf=now(h) + 3600)), {"unauthorized"}),
+    ("another audience", lambda h, op: sign(claims(h, aud="another-service")),
+     {"unauthorized"}),
+    ("no audience", lambda h, op: sign({k: v for k, v in claims(h).items() if k != "aud"}),
+     {"unauthorized"}),
     ("wrong channel", lambda h, op: sign(claims(h, caps={"runs:2": ALL_OPS})), {"forbidden"}),
     ("wrong operation", lambda h, op: sign(claims(h, caps={CHANNEL: [o for o in ALL_OPS
                                                                       if o != op]})),
@@ -334,3 +338,41 @@ def test_durable_streams_appends_carry_the_authenticated_publisher(h: Harness) -
         f"/v1/channels/{CHANNEL}/messages", headers={"authorization": f"Bearer {token}"}).body)
     assert history["messages"][-1]["publisher"] == "ds-writer"
     assert history["messages"][-1]["data"] == {"via": "ds"}
+
+
+def test_tokens_are_capped_so_the_websocket_url_fits_api_gateway(h: Harness) -> None:
+    from chalicelib.services.credentials import MAX_TOKEN_CHARS
+
+    key = {"authorization": f"Bearer k1:{K1.secret}"}
+    many = {f"runs:{n:04d}-{'x' * 40}": ["subscribe", "history"] for n in range(60)}
+    refused = h.client.http.post("/v1/tokens", headers=key, body=json.dumps(
+        {"client_id": "u", "capabilities": many}))
+    assert refused.status_code == 413
+    error = json.loads(refused.body)["error"]
+    assert error["code"] == "too_large" and error["detail"]["max_chars"] == MAX_TOKEN_CHARS
+    assert error["detail"]["size"] > MAX_TOKEN_CHARS and "4096" in error["message"]
+    # The broader pattern the message suggests fits, and its URL is far under the limit.
+    issued = json.loads(h.client.http.post("/v1/tokens", headers=key, body=json.dumps(
+        {"client_id": "u" * 128, "capabilities": {"runs:*": ["subscribe", "history"]}})).body)
+    url = "wss://abcdefghij.execute-api.eu-central-1.amazonaws.com/production?token="
+    assert len(url + issued["token"]) < 1000
+    # A token longer than any this service issues is refused before it is parsed.
+    long = sign(claims(h, caps=many))
+    assert len(long) > MAX_TOKEN_CHARS
+    response = h.client.http.get(f"/v1/channels/{CHANNEL}", headers={
+        "authorization": f"Bearer {long}"})
+    assert response.status_code == 401 and "at most" in json.loads(response.body)["error"][
+        "message"]
+
+
+def test_issued_tokens_name_this_service_as_audience(h: Harness) -> None:
+    issued = json.loads(h.client.http.post(
+        "/v1/tokens", headers={"authorization": f"Bearer k1:{K1.secret}"},
+        body=json.dumps({"client_id": "u", "capabilities": {"runs:*": ["history"]}})).body)
+    payload = jwt.decode(issued["token"], options={"verify_signature": False})
+    assert payload["aud"] == "switchboard" and payload["iss"] == "switchboard"
+    other = sign(claims(h, aud="billing"))
+    response = h.client.http.get(f"/v1/channels/{CHANNEL}",
+                                 headers={"authorization": f"Bearer {other}"})
+    assert response.status_code == 401
+    assert "audience" in json.loads(response.body)["error"]["message"]

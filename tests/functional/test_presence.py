@@ -315,7 +315,8 @@ KEY = ApiKey("k1", "s" * 43, Capabilities.everything())
 
 def token(h: Harness, caps: dict[str, list[str]], sub: str = "alice") -> str:
     now = h.clock.now_ms() // 1000
-    return jwt.encode({"iss": "switchboard", "sub": sub, "iat": now, "nbf": now,
+    return jwt.encode({"iss": "switchboard", "aud": "switchboard", "sub": sub, "iat": now,
+                       "nbf": now,
                        "exp": now + 600, "caps": caps}, KEY.secret, algorithm="HS256",
                       headers={"kid": KEY.id})
 

@@ -107,7 +107,8 @@ def world() -> Iterator[tuple[Client, Recorder, RecordingSender, Any]]:
                             connections_table=TABLES[2], wakes_table=TABLES[3],
                             auth_enabled=True, api_keys_secret_id="sb-api-keys",
                             api_keys_refresh_s=0, webhook_signing_secret_id="sb-signing",
-                            webhook_signing_refresh_s=0, wake_queue_url=queue_url)
+                            webhook_signing_refresh_s=0, wake_queue_url=queue_url,
+                            replay_page=1)  # so a replay of two messages takes leases
         store = dynamo_store(dynamodb)
         queue = SqsWakeQueue(lambda: boto3.client("sqs", region_name="us-east-1"), queue_url)
         bootstrap.install(bootstrap.build(settings, store, store, sender, FakeClock(),
@@ -154,7 +155,14 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
             "content-type": "application/json", **BEARER}).status_code == 201
         assert _post(client, "/v1/stream/s1", [{"a": 1}]).status_code == 204
         assert client.http.head("/v1/stream/s1", headers=BEARER).status_code == 200
+        # A fork (its source's bookkeeping item, a check of the source), a long-poll (its
+        # lease), a soft delete of the forked source, then the fork's delete collecting it.
+        assert client.http.put("/v1/stream/s2", body=b"", headers={
+            "stream-forked-from": "/v1/stream/s1", **BEARER}).status_code == 201
+        assert client.http.get("/v1/stream/s2?offset=-1&live=long-poll",
+                               headers=BEARER).status_code == 200
         assert client.http.delete("/v1/stream/s1", headers=BEARER).status_code == 204
+        assert client.http.delete("/v1/stream/s2", headers=BEARER).status_code == 204
         assert client.http.delete("/v1/channels/runs:a", headers=BEARER).status_code == 204
         # A backend in presence over HTTP: enter, heartbeat, list, leave.
         for body in (b'{"data":{"state":"x"}}', b""):
@@ -189,6 +197,9 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
                 "statusCode": 200}
 
     with recorder.running("websocket_message"):
+        for n in (1, 2):
+            ws.invoke("message", event("$default", "c2", frame(
+                action="publish", ref=f"b{n}", channel="runs:b", data={"n": n})))
         for connection in ("c1", "c3"):
             ws.invoke("message", event("$default", connection, frame(
                 action="subscribe", ref="s", channel="runs:b", **{"from": "-1"})))
@@ -243,6 +254,9 @@ def test_every_dynamodb_call_is_granted_to_the_function_making_it(world: Any) ->
     assert ("fanout_records", iam.CONNECTIONS, "Query") in recorder.calls
     assert ("fanout_records", iam.CONNECTIONS, "BatchWriteItem") in recorder.calls
     assert ("ws_authorizer", SECRET, "GetSecretValue") in recorder.calls
+    # Frames re-check the key; forks check their source inside the transaction.
+    assert ("websocket_message", SECRET, "GetSecretValue") in recorder.calls
+    assert ("api_handler", iam.CHANNELS, "ConditionCheckItem") in recorder.calls
     assert ("wake_jobs", SIGNING, "GetSecretValue") in recorder.calls
     assert ("wake_records", QUEUE, "SendMessage") in recorder.calls
     assert ("api_handler", iam.WAKES, "ConditionCheckItem") in recorder.calls

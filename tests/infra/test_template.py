@@ -42,6 +42,7 @@ _LEAVE = {"GetItem", "UpdateItem", "DeleteItem", "Query"}
 EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
     "APIHandler": {
         **_CHANNEL_SERVICE,
+        "ChannelsTable": _CHANNEL_SERVICE["ChannelsTable"] | {"ConditionCheckItem"},
         "ConnectionsTable": {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"},
         "WakesTable": _WAKES | {"DeleteItem", "BatchWriteItem"},
     },
@@ -69,8 +70,9 @@ EXPECTED_TABLE_ACTIONS: dict[str, dict[str, set[str]]] = {
     },
 }
 POSTS_TO_CONNECTIONS = {"WebsocketMessage", "FanoutRecords"}
-# Whoever checks API keys or verifies or signs tokens; $connect gets claims from the authorizer.
-READS_API_KEYS = {"APIHandler", "WsAuthorizer"}
+# Whoever checks API keys or verifies or signs tokens ($connect gets claims from the
+# authorizer), and the frames that re-check the key behind their connection.
+READS_API_KEYS = {"APIHandler", "WsAuthorizer", "WebsocketMessage"}
 # Durable Streams subscriptions: who queues wake jobs, and who reads the signing secret.
 SENDS_WAKE_JOBS = {"APIHandler", "WakeRecords", "WakeJobs"}
 READS_SIGNING_KEY = {"APIHandler", "WakeJobs"}
@@ -376,6 +378,27 @@ def test_api_gateway_stages_are_throttled(templates: dict[str, Any], stage: str)
     assert rest["ThrottlingRateLimit"] > 0 and rest["ThrottlingBurstLimit"] > 0
     ws = resources_["WebsocketAPIStage"]["Properties"]["DefaultRouteSettings"]
     assert ws["ThrottlingRateLimit"] > 0 and ws["ThrottlingBurstLimit"] > 0
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_delivery_and_connects_have_reserved_concurrency_and_rest_a_maximum(
+    templates: dict[str, Any], stage: str
+) -> None:
+    resources_ = templates[stage]["Resources"]
+
+    def reserved(function: str) -> Any:
+        return resources_[function]["Properties"].get("ReservedConcurrentExecutions")
+
+    fanout, authorizer, rest = (reserved(f) for f in ("FanoutRecords", "WsAuthorizer",
+                                                      "APIHandler"))
+    assert isinstance(fanout, int) and fanout >= 1
+    assert isinstance(authorizer, int) and authorizer >= 1
+    # A REST flood can take at most its maximum, and the rest of the account's pool
+    # (AWS keeps at least 100 unreserved) still serves the WebSocket functions.
+    assert isinstance(rest, int) and rest > fanout
+    assert fanout + authorizer + rest <= 1000 - 100
+    for function in ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect"):
+        assert reserved(function) is None
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -10,6 +10,7 @@ import boto3
 from moto import mock_aws
 
 from chalicelib.adapters.dynamodb import (
+    DynamoLeaseStore,
     DynamoMessageStore,
     DynamoSubscriptionStore,
     DynamoWakeStore,
@@ -40,14 +41,21 @@ def moto_dynamodb() -> Iterator[Any]:
 
 
 class DynamoStores:
-    """Both DynamoDB stores over one client, usable as one object (the contract suite and
-    the benchmarks hand the same object to both ports, as they do with MemoryStore)."""
+    """The DynamoDB stores over one client, usable as one object (the contract suite and
+    the benchmarks hand the same object to every port, as they do with MemoryStore)."""
 
     def __init__(self, client: Any) -> None:
         channels, messages, connections, wakes = TABLES
         self.messages = DynamoMessageStore(client, channels, messages)
         self.subscriptions = DynamoSubscriptionStore(client, connections)
         self.wakes = DynamoWakeStore(client, wakes)
+        self.leases = DynamoLeaseStore(client, channels)
+
+    def acquire(self, scope: str, lease_id: str, until_s: int, limit: int, now_s: int) -> bool:
+        return self.leases.acquire(scope, lease_id, until_s, limit, now_s)
+
+    def release(self, scope: str, lease_id: str) -> None:
+        self.leases.release(scope, lease_id)
 
     def __getattr__(self, name: str) -> Any:
         for store in (self.messages, self.subscriptions):

@@ -3,9 +3,12 @@
 Tables (every lookup is a GetItem or a Query on a key designed for it; nothing Scans):
 
 - channels    pk                       channel metadata (``pk = name``; a fork's item also holds
-                                       its ancestry, a source's the set of its forks),
-                                       idempotency claims (``pk = name#id#epoch#id``) and
-                                       producer states (``pk = name#producer#id``)
+                                       its ancestry), a source's fork bookkeeping per epoch
+                                       (``pk = name#forks#epoch``: the sets ``forks`` and
+                                       ``pins``), idempotency claims (``pk = name#id#epoch#id``),
+                                       producer states (``pk = name#producer#id``) and
+                                       concurrency leases (``pk = #lease#scope``; no channel
+                                       name starts with ``#``)
 - messages    pk = name#epoch, seq     the logs; its stream (NEW_IMAGE) feeds the fan-out
 - connections pk, sk                   ``conn#id / conn`` per socket, ``sub#channel / id`` per
                                        subscription (a Query on ``sub#channel`` finds them all)
@@ -74,6 +77,15 @@ def claim_key(channel: str, epoch: str, message_id: str) -> str:
     return f"{channel}#id#{epoch}#{message_id}"
 
 
+def fork_refs_key(channel: str, epoch: str) -> str:
+    # One item per life of a source: its forks, never on the channel's own item.
+    return f"{channel}#forks#{epoch}"
+
+
+def lease_key(scope: str) -> str:
+    return f"#lease#{scope}"
+
+
 def producer_key(channel: str, producer_id: str) -> str:
     # One item per producer id; ``cepoch`` says which life of the channel it belongs to.
     return f"{channel}#producer#{producer_id}"
@@ -125,7 +137,6 @@ def meta_from_item(item: dict[str, Any]) -> ChannelMeta:
         closed=bool(item.get("closed", {}).get("BOOL", False)),
         stream_seq=item["wseq"]["S"] if "wseq" in item else None,
         fork=fork_from_item(item),
-        forks=frozenset(item.get("forks", {}).get("SS", [])),
         deleted=bool(item.get("deleted", {}).get("BOOL", False)),
         written_ms=int(item["written"]["N"]) if "written" in item else None,
         previous_epoch=item["prev_epoch"]["S"] if "prev_epoch" in item else None,

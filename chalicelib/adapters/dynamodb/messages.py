@@ -25,6 +25,8 @@ from ...ports import (
     AppendGuard,
     ChannelExistsError,
     Deletion,
+    ForkLimitError,
+    ForkRefs,
     ForkSourceChangedError,
     IdsClaimedError,
     SeqTakenError,
@@ -34,6 +36,7 @@ from .items import (
     cancellation_codes,
     claim_key,
     entry_from_item,
+    fork_refs_key,
     is_conflict,
     is_message,
     log_key,
@@ -98,44 +101,64 @@ class DynamoMessageStore:
         # through TTL: deleting a channel is one transaction whatever its length. Forks read
         # those items by (name, epoch) until they expire, whatever happens to this item.
         # The end marker makes a publisher with a stale view fail instead of writing there.
+        # Whether forks pin it is the fork bookkeeping's item (never the channel's own).
         end = self._end_marker(meta, end_seq)
         key = {"pk": {"S": meta.name}}
         epoch = {":e": {"S": meta.epoch}}
-        hard: dict[str, Any] = {
-            "Delete": {
-                "TableName": self.channels_table,
-                "Key": key,
-                "ConditionExpression": (
-                    "epoch = :e" if purge else "epoch = :e AND attribute_not_exists(forks)"
-                ),
-                "ExpressionAttributeValues": epoch,
-            }
-        }
-        soft: dict[str, Any] = {
-            # Forks still read its log: keep the item, marked deleted, until the last fork
-            # releases it (release_fork).
-            "Update": {
-                "TableName": self.channels_table,
-                "Key": key,
-                "UpdateExpression": "SET deleted = :t",
-                "ConditionExpression": "epoch = :e AND attribute_exists(forks)",
-                "ExpressionAttributeValues": {**epoch, ":t": {"BOOL": True}},
-            }
-        }
+        refs_key = {"pk": {"S": fork_refs_key(meta.name, meta.epoch)}}
+        hard: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self.channels_table,
+                    "Key": key,
+                    "ConditionExpression": "epoch = :e",
+                    "ExpressionAttributeValues": epoch,
+                }
+            },
+            {
+                # The bookkeeping goes with the channel, only if no fork pins it (purge:
+                # whatever pins it).
+                "Delete": {
+                    "TableName": self.channels_table,
+                    "Key": refs_key,
+                    **({} if purge else {"ConditionExpression": "attribute_not_exists(pins)"}),
+                }
+            },
+        ]
+        soft: list[dict[str, Any]] = [
+            {
+                # Forks pin it: keep the item, marked deleted, until the last pin is released
+                # (release_fork).
+                "Update": {
+                    "TableName": self.channels_table,
+                    "Key": key,
+                    "UpdateExpression": "SET deleted = :t",
+                    "ConditionExpression": "epoch = :e",
+                    "ExpressionAttributeValues": {**epoch, ":t": {"BOOL": True}},
+                }
+            },
+            {
+                "ConditionCheck": {
+                    "TableName": self.channels_table,
+                    "Key": refs_key,
+                    "ConditionExpression": "attribute_exists(pins)",
+                }
+            },
+        ]
         for _ in range(10):  # each step is conditional; loop only while forks come and go
-            for step, outcome in ((hard, Deletion(soft=False)), (soft, Deletion(soft=True))):
-                if step is soft and purge:
+            for steps, outcome in ((hard, Deletion(soft=False)), (soft, Deletion(soft=True))):
+                if steps is soft and purge:
                     break
                 try:
-                    self._transact([end, step] if end is not None else [step])
+                    self._transact([end, *steps] if end is not None else steps)
                     return outcome
                 except ClientError as error:
                     if not is_conflict(error):
                         raise
                     codes = cancellation_codes(error)
-                    step_failed = codes[-1:] == ["ConditionalCheckFailed"]
+                    steps_failed = "ConditionalCheckFailed" in codes[1 if end else 0 :]
                     if end is not None and codes[:1] == ["ConditionalCheckFailed"] and (
-                        not step_failed
+                        not steps_failed
                     ):
                         raise SeqTakenError() from None
             current = self.get_channel(meta.name)
@@ -157,8 +180,16 @@ class DynamoMessageStore:
             }
         }
 
-    def create_fork(self, meta: ChannelMeta, prefix: StoredMessage | None = None) -> ChannelMeta:
+    def create_fork(
+        self,
+        meta: ChannelMeta,
+        prefix: StoredMessage | None = None,
+        pin: bool = True,
+        max_forks: int = 100,
+    ) -> ChannelMeta:
         assert meta.fork is not None
+        member = {"SS": [fork_member(meta.name, meta.epoch)]}
+        record = "ADD forks :m, pins :m" if pin else "ADD forks :m"
         items: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -168,16 +199,25 @@ class DynamoMessageStore:
                 }
             },
             {
-                # The source records the fork: a soft delete keeps it while any is listed.
-                "Update": {
+                # The source must still be this life, not deleted; its item is only read.
+                "ConditionCheck": {
                     "TableName": self.channels_table,
                     "Key": {"pk": {"S": meta.fork.source}},
-                    "UpdateExpression": "ADD forks :m",
                     "ConditionExpression": "epoch = :e AND attribute_not_exists(deleted)",
-                    "ExpressionAttributeValues": {
-                        ":m": {"SS": [fork_member(meta.name, meta.epoch)]},
-                        ":e": {"S": meta.fork.source_epoch},
+                    "ExpressionAttributeValues": {":e": {"S": meta.fork.source_epoch}},
+                }
+            },
+            {
+                # The source's fork bookkeeping (its own item): a delete of the source is
+                # soft while any pin is listed; the set's size is the per-stream cap.
+                "Update": {
+                    "TableName": self.channels_table,
+                    "Key": {
+                        "pk": {"S": fork_refs_key(meta.fork.source, meta.fork.source_epoch)}
                     },
+                    "UpdateExpression": record,
+                    "ConditionExpression": "attribute_not_exists(forks) OR size(forks) < :max",
+                    "ExpressionAttributeValues": {":m": member, ":max": num(max_forks)},
                 }
             },
         ]
@@ -193,40 +233,82 @@ class DynamoMessageStore:
                 existing = self.get_channel(meta.name)
                 if existing is not None:
                     raise ChannelExistsError(existing) from None
+            if codes[1:2] != ["ConditionalCheckFailed"] and codes[2:3] == [
+                "ConditionalCheckFailed"
+            ]:
+                raise ForkLimitError(meta.fork.source) from None
             raise ForkSourceChangedError(meta.fork.source) from None
         return meta
 
+    def fork_refs(self, name: str, epoch: str) -> ForkRefs:
+        item = self.client.get_item(
+            TableName=self.channels_table,
+            Key={"pk": {"S": fork_refs_key(name, epoch)}},
+            ConsistentRead=True,
+        ).get("Item") or {}
+        return _refs(item)
+
     def release_fork(self, name: str, epoch: str, member: str) -> ChannelMeta | None:
+        refs_key = {"pk": {"S": fork_refs_key(name, epoch)}}
         try:
             item = self.client.update_item(
                 TableName=self.channels_table,
-                Key={"pk": {"S": name}},
-                UpdateExpression="DELETE forks :m",
-                ConditionExpression="epoch = :e",
-                ExpressionAttributeValues={":m": {"SS": [member]}, ":e": {"S": epoch}},
+                Key=refs_key,
+                UpdateExpression="DELETE forks :m, pins :m",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":m": {"SS": [member]}},
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         except ClientError as error:
             if is_conflict(error):
-                return None  # gone or re-created: it holds nothing of ours
+                return None  # no bookkeeping: the source is gone, or never had forks
             raise
-        meta = meta_from_item(item)
-        if not meta.deleted or meta.forks:
+        refs = _refs(item)
+        if refs.pins:
+            return None
+        meta = self.get_channel(name)
+        if meta is None or meta.epoch != epoch or not meta.deleted:
+            if not refs.forks:
+                self._drop_empty_refs(refs_key)
             return None
         try:
-            # The last reference of a soft-deleted channel: collect it (an empty set is no
-            # attribute in DynamoDB, so "no forks" is attribute_not_exists).
-            self.client.delete_item(
-                TableName=self.channels_table,
-                Key={"pk": {"S": name}},
-                ConditionExpression="epoch = :e AND deleted = :t AND attribute_not_exists(forks)",
-                ExpressionAttributeValues={":e": {"S": epoch}, ":t": {"BOOL": True}},
-            )
+            # The last pin of a soft-deleted channel: collect it, with its bookkeeping.
+            self._transact([
+                {
+                    "Delete": {
+                        "TableName": self.channels_table,
+                        "Key": {"pk": {"S": name}},
+                        "ConditionExpression": "epoch = :e AND deleted = :t",
+                        "ExpressionAttributeValues": {
+                            ":e": {"S": epoch}, ":t": {"BOOL": True},
+                        },
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.channels_table,
+                        "Key": refs_key,
+                        "ConditionExpression": "attribute_not_exists(pins)",
+                    }
+                },
+            ])
         except ClientError as error:
             if is_conflict(error):
                 return None  # another release collected it
             raise
         return meta
+
+    def _drop_empty_refs(self, key: dict[str, Any]) -> None:
+        """An emptied bookkeeping item of a standing channel (an empty set is no attribute
+        in DynamoDB): removed, unless a fork was recorded meanwhile."""
+        try:
+            self.client.delete_item(
+                TableName=self.channels_table, Key=key,
+                ConditionExpression="attribute_not_exists(forks)",
+            )
+        except ClientError as error:
+            if not is_conflict(error):
+                raise
 
     def mark_written(self, meta: ChannelMeta, now_ms: int) -> None:
         # Written already, or another epoch: nothing to do.
@@ -654,3 +736,9 @@ def _append_failure(error: ClientError, roles: list[str]) -> AppendConflictError
         return IdsClaimedError(claims)
     return AppendConflictError(cancellation_codes(error))
 
+
+def _refs(item: dict[str, Any]) -> ForkRefs:
+    return ForkRefs(
+        frozenset(item.get("forks", {}).get("SS", [])),
+        frozenset(item.get("pins", {}).get("SS", [])),
+    )
