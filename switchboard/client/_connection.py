@@ -683,7 +683,7 @@ class Connection:
             return False
         error = error_from_payload(frame)
         if isinstance(error, NotFoundError):
-            membership.gone()  # expired (missed heartbeats): enter again
+            membership.gone(expired=True)  # expired (missed heartbeats): enter again
         elif isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
             # The token expired: renew it; the next socket enters again.
             asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())

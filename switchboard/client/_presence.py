@@ -392,6 +392,8 @@ class MembershipStats:
     heartbeats: int = 0
     #: Enters after the member was lost: a new socket, or a heartbeat answered not_found.
     reenters: int = 0
+    #: Heartbeats answered ``not_found`` (the member had expired; it entered again).
+    expired: int = 0
     #: ``rate_limited`` answers honoured (the latest state was sent after the delay).
     rate_limited: int = 0
     #: Updates that never went out because a later one replaced them while waiting.
@@ -447,9 +449,11 @@ class Membership:
                 self._run(), name=f"switchboard-presence:{self.channel}")
         return future
 
-    def gone(self) -> None:
-        """The server no longer has this member (a new socket, or a heartbeat's not_found):
-        enter again with the last data."""
+    def gone(self, expired: bool = False) -> None:
+        """The server no longer has this member (a new socket, or, ``expired``, a
+        heartbeat's not_found): enter again with the last data."""
+        if expired:
+            self.stats.expired += 1
         self.present = False
         self._wake.set()
 
@@ -557,6 +561,7 @@ class Membership:
                 await self.transport.heartbeat()
                 self.stats.heartbeats += 1
             except NotFoundError:
+                self.stats.expired += 1
                 self.present = False  # expired: enter again
             except UnauthorizedError as error:
                 if not await self.transport.reauthenticate():

@@ -547,7 +547,10 @@ export class Switchboard {
     // (the only presence frame sent without one).
     const member = frame.type === "error" && frame.ref === undefined ? this._socketMembers.get(frame.channel) : undefined;
     if (member && ["not_found", "forbidden", "unauthorized"].includes(frame.code)) {
-      if (frame.code === "not_found") member._gone(); // expired: enter again
+      if (frame.code === "not_found") { // expired: enter again
+        member.stats.expired++;
+        member._gone();
+      }
       else if (frame.code === "unauthorized" && this.auth) this._renewToken();
       else member._refused(errorOf(frame));
       return;
@@ -1285,7 +1288,8 @@ class Membership {
     this.member = null;
     this.heartbeatS = DEFAULT_HEARTBEAT_S;
     this.ended = false;
-    this.stats = { enters: 0, updates: 0, heartbeats: 0, reenters: 0, rateLimited: 0, coalesced: 0 };
+    // expired: heartbeats answered not_found (the member had gone; entered again).
+    this.stats = { enters: 0, updates: 0, heartbeats: 0, reenters: 0, expired: 0, rateLimited: 0, coalesced: 0 };
     this._waiters = []; // [version, resolve, reject]
     this._lastBeat = 0;
     this._stop = false;
@@ -1429,7 +1433,10 @@ class Membership {
           await this._send("heartbeat");
           this.stats.heartbeats++;
         } catch (e) {
-          if (e instanceof SwitchboardError && e.code === "not_found") this.present = false; // expired: enter again
+          if (e instanceof SwitchboardError && e.code === "not_found") { // expired: enter again
+            this.stats.expired++;
+            this.present = false;
+          }
           else if (e instanceof SwitchboardError && !e.retryable) { this._end(e); return; }
         }
       }

@@ -35,7 +35,9 @@ SETUP = """async (channel) => {
   window.watcher = new Switchboard(location.origin, options);
   window.events = [];
   window.watch = window.watcher.channel(channel).presence.subscribe({
-    onEvent: (e) => { window.events.push([e.action, e.member?.key ?? null, e.member?.data ?? null]); },
+    onEvent: (e) => {
+      window.events.push([e.action, e.member?.key ?? null, e.member?.data ?? null]);
+    },
     onError: (e) => { window.failure = String(e); },
   });
   window.ch = channel;
@@ -106,7 +108,8 @@ def test_the_browser_module_is_present_and_watches(server: DevServerProcess, pag
     over_http = page.evaluate("window.agent.channel(window.ch).presence.members()")
     assert [m["data"] for m in from_snapshot] == [m["data"] for m in over_http] == [
         {"state": "done"}]
-    assert over_http[0]["via"] == "websocket" and listed(server, channel) == {key: {"state": "done"}}
+    assert over_http[0]["via"] == "websocket"
+    assert listed(server, channel) == {key: {"state": "done"}}
 
     # The agent's socket drops: it enters again on the next one, under its new key.
     page.evaluate("window.agent.socket.close()")
@@ -114,6 +117,8 @@ def test_the_browser_module_is_present_and_watches(server: DevServerProcess, pag
     (second,) = members_of(page)
     assert members_of(page)[second] == {"state": "done"}
     until(page, f"window.agent.channel(window.ch).presence.member === {second!r}")
+    stats = page.evaluate("window.agent.channel(window.ch).presence.membership().stats")
+    assert stats["reenters"] == 1 and stats["expired"] == 0, "entered again on the new socket"
 
     # Heartbeats stop (a frozen tab, say): the member expires; once they resume, the first
     # is answered not_found and the module enters again, same key, same data.
@@ -126,7 +131,7 @@ def test_the_browser_module_is_present_and_watches(server: DevServerProcess, pag
     page.evaluate("window.muted = false")
     until(page, f"window.watch.members[{second!r}]?.data.state === 'done'", timeout=6)
     stats = page.evaluate("window.agent.channel(window.ch).presence.membership().stats")
-    assert stats["reenters"] == 2 and stats["heartbeats"] >= 2, stats
+    assert stats["reenters"] == 2 and stats["expired"] == 1 and stats["heartbeats"] >= 2, stats
 
     # close() leaves: the watcher sees it at once, not at the TTL.
     closed = time.monotonic()

@@ -263,6 +263,7 @@ async def test_a_heartbeat_answered_not_found_enters_again(make_client: Make,
     assert fake.members[CH][key]["data"] == {"state": "thinking"}
     membership = ch.presence.membership()
     assert membership is not None and membership.stats.reenters == 1
+    assert membership.stats.expired == 1
     await ch.publish({"n": 1})
     got = await messages.next_message(3)
     assert got is not None and got.data == {"n": 1}, "the not_found did not end it"

@@ -81,6 +81,7 @@ async def test_an_agent_followed_through_updates_lost_sockets_and_close(
         members = await until(sub, lambda m: len(m) == 1 and first not in m, timeout=5)
         (second,) = members
         assert members[second] == {"role": "agent", "state": "done"}
+        assert membership.stats.expired == 0, "entered again because of the new socket"
 
         # The gateway loses the socket without $disconnect: the SDK is back at once under a
         # third key; the server forgets the second when its heartbeats stop (TTL + sweep).
@@ -130,7 +131,7 @@ async def test_a_member_that_expired_enters_again_on_its_next_heartbeat(
         # The next heartbeat is answered not_found: the SDK enters again, same key, same data.
         members = await until(sub, lambda m: m != {}, timeout=5)
         assert members == {key: {"state": "thinking"}}
-        assert membership.stats.reenters == 1
+        assert membership.stats.reenters == 1 and membership.stats.expired == 1
     finally:
         await agent.aclose()
         await watcher.aclose()
