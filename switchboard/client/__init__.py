@@ -10,7 +10,9 @@ Async API (this module) and a blocking twin (:mod:`switchboard.client.sync`).
         async for msg in ch.subscribe(from_="-1"):
             print(msg.seq, msg.data)
 
-See docs/sdk.md for recovery semantics, token streaming and the agent inbox.
+        await ch.presence.enter({"role": "agent", "state": "thinking"})
+
+See docs/sdk.md for recovery semantics, presence, token streaming and the agent inbox.
 """
 
 from ._client import Channel, Subscription, Switchboard
@@ -34,6 +36,7 @@ from ._errors import (
     UnavailableError,
 )
 from ._options import Options
+from ._presence import Presence, PresenceEvent, PresenceMember, PresenceSubscription
 from ._recovery import Gap, Recovery, RecoveryStats
 from ._subscriptions import Subscriptions, Wake
 from ._tokens import AgentRun, StreamResult, TextAssembler, read_text, stream_text
@@ -62,6 +65,10 @@ __all__ = [
     "NotFoundError",
     "OffsetExpiredError",
     "Options",
+    "Presence",
+    "PresenceEvent",
+    "PresenceMember",
+    "PresenceSubscription",
     "RateLimitedError",
     "Recovery",
     "RecoveryStats",

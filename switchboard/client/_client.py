@@ -36,6 +36,7 @@ from ._errors import (
 )
 from ._http import HttpApi, TokenProvider
 from ._options import Options, backoff_delay
+from ._presence import Membership, Presence
 from ._recovery import Gap, Recovery, RecoveryStats
 from ._subscriptions import Subscriptions
 from ._types import BEGINNING, NOW, Ack, ChannelInfo, HistoryPage, Message, is_offset
@@ -119,7 +120,10 @@ class Switchboard:
         self._connection = Connection(
             ws_url or _env.ws_url_from() or ws_url_for(self.url), self._credentials,
             self.options, self._rng, explain_refusal=self._explain_refusal,
+            read_history=self._read_history,
         )
+        #: This client's presence members, by (channel, HTTP instance or None for the socket).
+        self._memberships: dict[tuple[str, str | None], Membership] = {}
         #: Publishes sent over HTTP because their frame was over the socket's frame limit.
         self.publishes_over_http = 0
 
@@ -170,7 +174,27 @@ class Switchboard:
     def connection(self) -> Connection:
         return self._connection
 
+    async def _read_history(self, channel: str, from_: str, limit: int) -> list[Message]:
+        return (await self.http.history(channel, from_, limit)).messages
+
+    def _membership_ended(self, membership: Membership) -> None:
+        for key, known in list(self._memberships.items()):
+            if known is membership:
+                del self._memberships[key]
+        if self._connection.memberships.get(membership.channel) is membership:
+            del self._connection.memberships[membership.channel]
+
+    async def _leave_all(self) -> None:
+        """Leave every channel this client entered (best effort, briefly): watchers see
+        the leave at once instead of after ``$disconnect`` or the member's TTL."""
+        memberships = list(self._memberships.values())
+        if memberships:
+            timeout = min(2.0, self.options.request_timeout)
+            await asyncio.gather(*(m.leave(timeout) for m in memberships),
+                                 return_exceptions=True)
+
     async def aclose(self) -> None:
+        await self._leave_all()
         await self._connection.aclose()
         await self.http.aclose()
         if self._key_api is not None:
@@ -264,6 +288,12 @@ class Channel:
     def __init__(self, client: Switchboard, name: str) -> None:
         self.client = client
         self.name = name
+
+    @property
+    def presence(self) -> Presence:
+        """Who is on this channel: ``enter``/``update``/``leave`` this client's member,
+        ``members()``, ``subscribe()`` to changes (_presence.py, docs/sdk.md)."""
+        return Presence(self)
 
     async def publish(self, data: Any, id: str | None = None) -> Ack:
         """Publish one message over the shared socket, retrying transient failures.
@@ -362,7 +392,7 @@ class Subscription:
             return
         connection = self.channel.client.connection
         existing = connection._routes.get(self.channel.name)
-        if existing is not None:
+        if existing is not None and existing.deliver:  # (a presence watch is joined)
             raise ConflictError(
                 f"This client already follows {self.channel.name!r}; one subscription per "
                 "channel per client. Share its messages, or use a second Switchboard client.",

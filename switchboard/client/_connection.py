@@ -20,6 +20,11 @@ single messages in arrival order:
 * Heads in a pong: a subscription quiet for ``Options.idle_check`` seconds has its channel's
   head asked for in a ping (``"channels": [...]``, also in every keep-alive ping); the head
   goes to the subscription, which fetches from history what the fan-out never delivered.
+* Presence (_presence.py): a route that watches its channel's presence subscribes with
+  ``"presence": true``; the ``members`` snapshot and the messages of ``<channel>@presence``
+  go to its :class:`PresenceFeed`. A route may watch presence only (its channel's messages
+  are then dropped). Members entered over this socket are told when a new socket replaces
+  it (their key changed: they enter again) and when a heartbeat answers ``not_found``.
 """
 
 from __future__ import annotations
@@ -44,8 +49,12 @@ from websockets.asyncio.client import ClientConnection
 from ._env import NO_CREDENTIALS_HINT
 from ._errors import (
     ClosedError,
+    EpochMismatchError,
     ForbiddenError,
     InternalError,
+    InvalidOffsetError,
+    NotFoundError,
+    OffsetExpiredError,
     SwitchboardError,
     UnauthorizedError,
     UnavailableError,
@@ -54,7 +63,8 @@ from ._errors import (
 )
 from ._http import Credentials
 from ._options import Options, backoff_delay
-from ._types import BASE64, Message, is_offset
+from ._presence import HistoryReader, Membership, PresenceFeed, base_channel, presence_log
+from ._types import BASE64, NOW, Message, is_offset
 
 log = logging.getLogger("switchboard.client")
 
@@ -122,6 +132,18 @@ class Route:
     # Retryable refusals of the subscribe in a row (backoff before the next one).
     failures: int = 0
     slices: _Slices | None = None
+    #: Also follow the channel's presence (``"presence": true``): its snapshot and changes.
+    presence: PresenceFeed | None = None
+    #: False for a route that only watches presence: the channel's messages are dropped.
+    deliver: bool = True
+
+
+def _now() -> str:
+    return NOW
+
+
+async def _no_history(channel: str, from_: str, limit: int) -> list[Message]:
+    return []
 
 
 @dataclass
@@ -145,8 +167,12 @@ class Connection:
         options: Options,
         rng: random.Random | None = None,
         explain_refusal: RefusalExplainer | None = None,
+        read_history: HistoryReader | None = None,
     ) -> None:
         self._ws_url = ws_url
+        self._read_history = read_history or _no_history
+        #: Members entered over this socket, by channel (see _presence.Membership).
+        self.memberships: dict[str, Membership] = {}
         self._explain = explain_refusal
         self._fatal: SwitchboardError | None = None
         self._credentials = credentials
@@ -177,17 +203,99 @@ class Connection:
 
     def add(self, route: Route) -> None:
         self._ensure_running()
+        existing = self._routes.get(route.channel)
+        if existing is not None and existing is not route and route.presence is None:
+            route.presence = existing.presence  # a subscription joins a presence watch
         self._routes[route.channel] = route
         if self._ws is not None:
             self._spawn_send(self._subscribe_frame(route))
 
     def remove(self, route: Route) -> None:
-        if self._routes.get(route.channel) is route:
-            del self._routes[route.channel]
+        if self._routes.get(route.channel) is not route:
+            return
+        if route.presence is not None and route.deliver:
+            # Its presence is still watched: keep following that, without the messages.
+            route.deliver, route.resume_from = False, _now
+            return
+        del self._routes[route.channel]
+        if self._ws is not None:
+            self._spawn_send(
+                {"action": "unsubscribe", "ref": self._ref(), "channel": route.channel}
+            )
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def presence_feed(self, channel: str) -> PresenceFeed | None:
+        route = self._routes.get(channel)
+        return route.presence if route is not None else None
+
+    def watch_presence(self, channel: str) -> PresenceFeed:
+        """Follow ``channel``'s presence: on its subscription if it has one (subscribed again
+        with ``"presence": true``), else on a route of its own that drops the messages."""
+        route = self._routes.get(channel)
+        if route is not None and route.presence is not None and route.presence.error is None:
+            return route.presence
+        feed = PresenceFeed(channel, self._read_history, lambda: self._resync(channel),
+                            self._options)
+        if route is None:
+            self.add(Route(channel, _now, presence=feed, deliver=False))
+        else:
+            route.presence = feed
             if self._ws is not None:
-                self._spawn_send(
-                    {"action": "unsubscribe", "ref": self._ref(), "channel": route.channel}
-                )
+                route.confirmed = False
+                self._spawn_send(self._subscribe_frame(route))
+        return feed
+
+    def unwatch_presence(self, feed: PresenceFeed, listener: Any) -> None:
+        """One listener of ``feed`` stopped; the last one stops following presence."""
+        if not feed.unlisten(listener):
+            return
+        route = self._routes.get(feed.channel)
+        if route is None or route.presence is not feed:
+            return
+        route.presence = None
+        if not route.deliver:
+            self.remove(route)
+        if self._ws is not None:
+            self._spawn_send({"action": "unsubscribe", "ref": self._ref(),
+                              "channel": presence_log(feed.channel)})
+
+    def send_nowait(self, frame: dict[str, Any]) -> bool:
+        """Send a frame that expects no reply on the current socket; False if none."""
+        if self._ws is None:
+            return False
+        self._spawn_send(frame)
+        return True
+
+    def _resync(self, channel: str) -> None:
+        """Subscribe again for a fresh presence snapshot."""
+        route = self._routes.get(channel)
+        if route is not None and route.presence is not None and self._ws is not None:
+            route.confirmed = False
+            self._spawn_send(self._subscribe_frame(route))
+
+    def _fail_route(self, route: Route, error: SwitchboardError) -> None:
+        """The server refused the route's subscription for good."""
+        feed = route.presence
+        if route.deliver:
+            route.queue.put_nowait(Failure(error))
+            if feed is not None and isinstance(
+                error, OffsetExpiredError | EpochMismatchError | InvalidOffsetError
+            ):
+                # The messages' position failed, not presence: keep watching from now.
+                watch = Route(route.channel, _now, presence=feed, deliver=False)
+                self._routes[route.channel] = watch
+                if self._ws is not None:
+                    self._spawn_send(self._subscribe_frame(watch))
+                return
+        elif feed is not None and isinstance(error, EpochMismatchError):
+            # The channel was deleted and created again: watch the new one from now.
+            if self._ws is not None:
+                self._spawn_send(self._subscribe_frame(route))
+            return
+        del self._routes[route.channel]
+        if feed is not None:
+            feed.fail(error)
 
     async def request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one frame on the current socket and wait for the frame with its ``ref``.
@@ -220,6 +328,8 @@ class Connection:
         self._closed = True
         for route in list(self._routes.values()):
             route.queue.put_nowait(Failure(ClosedError("The client was closed.")))
+            if route.presence is not None:
+                route.presence.fail(ClosedError("The client was closed."))
         self._routes.clear()
         if self._task is not None:
             self._task.cancel()
@@ -368,6 +478,8 @@ class Connection:
         self._routes.clear()
         for route in routes:
             route.queue.put_nowait(Failure(clone(error)))
+            if route.presence is not None:
+                route.presence.fail(clone(error))
         self._fail_pending(lambda: clone(error))
         self._connected.set()  # wakes _wait_connected, which raises the error
 
@@ -376,6 +488,8 @@ class Connection:
         for route in list(self._routes.values()):
             route.confirmed, route.slices = False, None
             await ws.send(encode_frame(self._subscribe_frame(route)))
+        for membership in list(self.memberships.values()):
+            membership.gone()  # a new connection id: members enter again
         self._connected.set()
         keepalive = asyncio.create_task(self._keepalive(ws))
         try:
@@ -443,7 +557,7 @@ class Connection:
             return []
         due = [
             route for route in self._routes.values()
-            if route.confirmed and route.active_at > route.checked_at
+            if route.confirmed and route.deliver and route.active_at > route.checked_at
             and now - route.active_at >= wait
         ]
         return sorted(due, key=lambda route: route.active_at)
@@ -456,7 +570,7 @@ class Connection:
             return []
         quiet = [
             route for route in self._routes.values()
-            if route.confirmed and now - route.active_at >= wait
+            if route.confirmed and route.deliver and now - route.active_at >= wait
         ]
         return sorted(quiet, key=lambda route: route.checked_at)
 
@@ -465,7 +579,7 @@ class Connection:
             return
         for channel, head in heads.items():
             route = self._routes.get(channel)
-            if route is not None and isinstance(head, str):
+            if route is not None and route.deliver and isinstance(head, str):
                 route.queue.put_nowait(Head(head))
 
     def _dispatch(self, raw: str | bytes) -> None:
@@ -480,7 +594,15 @@ class Connection:
         ref = frame.get("ref")
         channel = frame.get("channel")
         route = self._routes.get(channel) if isinstance(channel, str) else None
+        owner = self._presence_owner(channel) if route is None else None
         if kind in ("message", "messages", "subscribed"):
+            if owner is not None and owner.presence is not None:
+                if kind != "subscribed":  # the presence log's; its changes go to the feed
+                    try:
+                        self._route_presence(owner.presence, kind, frame)
+                    except (KeyError, TypeError, ValueError):
+                        log.warning("ignored a malformed presence change: %.200r", raw)
+                return
             if route is not None:
                 route.active_at = time.monotonic()
                 try:
@@ -489,10 +611,23 @@ class Connection:
                     # A malformed message is as good as lost: the gap logic fetches it.
                     log.warning("ignored a malformed %s frame: %.200r", kind, raw)
             return
+        if kind == "members":
+            if route is not None and route.presence is not None:
+                route.presence.snapshot(frame)
+            return
         future = self._pending.get(ref) if isinstance(ref, str) else None
         if future is not None:
             if not future.done():
                 future.set_result(frame)
+            return
+        if kind == "error" and ref is None and isinstance(channel, str) and (
+            self._heartbeat_refused(channel, frame)
+        ):
+            return
+        if kind == "error" and owner is not None and owner.presence is not None:
+            # About the presence log itself (replaced, say): take a fresh snapshot.
+            log.debug("presence log error: %.200r", raw)
+            self._resync(owner.channel)
             return
         if kind == "error" and route is not None:
             if isinstance(ref, str) and ref != route.subscribe_ref:
@@ -519,19 +654,53 @@ class Connection:
                 route.failures += 1
                 self._resubscribe_later(route, self._delay(route.failures - 1))
                 return
-            del self._routes[route.channel]
-            route.queue.put_nowait(Failure(error))
+            self._fail_route(route, error)
             return
         if kind == "error":
             log.warning("server error: %s", frame.get("message"))
+
+    def _presence_owner(self, channel: object) -> Route | None:
+        """The route whose presence log ``channel`` is, if it watches presence."""
+        base = base_channel(channel) if isinstance(channel, str) else None
+        route = self._routes.get(base) if base is not None else None
+        return route if route is not None and route.presence is not None else None
+
+    def _route_presence(self, feed: PresenceFeed, kind: object, frame: dict[str, Any]) -> None:
+        log_channel = str(frame["channel"])
+        if kind == "messages":
+            for item in frame["messages"]:
+                feed.change(Message.from_dict({"channel": log_channel, **item}))
+        else:
+            feed.change(Message.from_dict(frame))
+
+    def _heartbeat_refused(self, channel: str, frame: dict[str, Any]) -> bool:
+        """An error without a ref about a channel this client is a member of answers a
+        heartbeat (the only presence frame sent without a ref)."""
+        membership = self.memberships.get(channel)
+        if membership is None or frame.get("code") not in (
+            "not_found", "forbidden", "unauthorized"
+        ):
+            return False
+        error = error_from_payload(frame)
+        if isinstance(error, NotFoundError):
+            membership.gone(expired=True)  # expired (missed heartbeats): enter again
+        elif isinstance(error, UnauthorizedError) and self._credentials.auth is not None:
+            # The token expired: renew it; the next socket enters again.
+            asyncio.get_running_loop().create_task(self._reauthenticate_or_fail())
+        else:
+            membership.refused(error)
+        return True
 
     def _route_frame(self, route: Route, kind: object, frame: dict[str, Any]) -> None:
         """A frame for a subscription: its messages go to its queue one by one, in order."""
         if kind == "subscribed":
             route.confirmed, route.failures, route.slices = True, 0, None
-            route.queue.put_nowait(
-                Subscribed(str(frame["epoch"]), str(frame["from"]), str(frame["head"]))
-            )
+            if route.deliver:
+                route.queue.put_nowait(
+                    Subscribed(str(frame["epoch"]), str(frame["from"]), str(frame["head"]))
+                )
+        elif not route.deliver:
+            return  # a route that watches presence only
         elif kind == "messages":
             for item in frame["messages"]:
                 route.queue.put_nowait(Message.from_dict({"channel": route.channel, **item}))
@@ -623,6 +792,9 @@ class Connection:
         }
         if self._options.batch_frames:
             frame["batch"] = True
+        if route.presence is not None:
+            frame["presence"] = True
+            route.presence.resubscribing()
         return frame
 
     def _resubscribe_later(self, route: Route, delay: float) -> None:

@@ -23,6 +23,7 @@ from ._errors import (
     with_hint,
 )
 from ._options import Options, backoff_delay
+from ._presence import PresenceMember
 from ._types import Ack, ChannelInfo, HistoryPage, Message
 
 #: Returns a fresh token; may be a coroutine function. Called when the server says
@@ -159,6 +160,30 @@ class HttpApi:
 
     async def delete(self, channel: str) -> None:
         await self._request("DELETE", f"/v1/channels/{channel_path(channel)}")
+
+    async def presence_members(self, channel: str) -> list[PresenceMember]:
+        """``GET /v1/channels/{channel}/presence``: the members now, oldest first."""
+        body = await self._request("GET", f"/v1/channels/{channel_path(channel)}/presence")
+        return [PresenceMember.from_dict(m) for m in body["members"]]
+
+    async def presence_put(
+        self, channel: str, instance: str, data: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """``PUT /v1/channels/{channel}/presence/{instance}``: enter or update with ``data``;
+        with None, a heartbeat (``not_found`` when the member is gone: enter again). Sent
+        once: the member's task decides what to retry (``rate_limited`` means "send the
+        latest state later", not "send this again")."""
+        body: dict[str, Any] = await self._request(
+            "PUT", f"/v1/channels/{channel_path(channel)}/presence/{quote(instance, safe='')}",
+            None if data is None else {"data": data}, attempts=1,
+        )
+        return body
+
+    async def presence_delete(self, channel: str, instance: str) -> None:
+        await self._request(
+            "DELETE",
+            f"/v1/channels/{channel_path(channel)}/presence/{quote(instance, safe='')}",
+        )
 
     async def issue_token(
         self, client_id: str, capabilities: dict[str, list[str]], ttl: int = 3600

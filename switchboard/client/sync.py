@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _client, _tokens
+from . import _client, _presence, _tokens
 from ._connection import ConnectionStats
+from ._presence import PresenceEvent, PresenceMember, PresenceStats
 from ._recovery import RecoveryStats
 from ._types import NOW, Ack, ChannelInfo, HistoryPage, Message
 
 T = TypeVar("T")
 
-__all__ = ["Channel", "Subscription", "Switchboard"]
+__all__ = ["Channel", "Presence", "PresenceSubscription", "Subscription", "Switchboard"]
 
 
 class Switchboard:
@@ -125,6 +126,11 @@ class Channel:
             if page.up_to_date or not page.messages:
                 return
 
+    @property
+    def presence(self) -> Presence:
+        """See :class:`switchboard.client.Presence`."""
+        return Presence(self._client, self._channel.presence)
+
     def info(self) -> ChannelInfo:
         return self._client._run(self._channel.info())
 
@@ -189,6 +195,87 @@ class Subscription:
         self._client._run(self._subscription.aclose())
 
     def __enter__(self) -> Subscription:
+        self._client._run(self._subscription.start())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Presence:
+    """``channel.presence``, blocking: see :class:`switchboard.client.Presence`. The
+    heartbeats run on the client's background loop, so a member stays present while the
+    calling thread does other work, until :meth:`leave` or the client is closed."""
+
+    def __init__(self, client: Switchboard, presence: _presence.Presence) -> None:
+        self._client = client
+        self._presence = presence
+
+    @property
+    def member(self) -> str | None:
+        return self._presence.member
+
+    def membership(self, instance: str | None = None) -> _presence.Membership | None:
+        return self._presence.membership(instance)
+
+    def enter(self, data: dict[str, Any] | None = None, *, instance: str | None = None) -> str:
+        return self._client._run(self._presence.enter(data, instance=instance))
+
+    def update(self, data: dict[str, Any], *, instance: str | None = None) -> str:
+        return self._client._run(self._presence.update(data, instance=instance))
+
+    def leave(self, *, instance: str | None = None) -> None:
+        self._client._run(self._presence.leave(instance=instance))
+
+    def members(self) -> list[PresenceMember]:
+        return self._client._run(self._presence.members())
+
+    def subscribe(self) -> PresenceSubscription:
+        return PresenceSubscription(self._client, self._presence.subscribe())
+
+
+class PresenceSubscription:
+    """Iterate it for :class:`switchboard.client.PresenceEvent` objects; ``members`` is the
+    current set."""
+
+    def __init__(self, client: Switchboard,
+                 subscription: _presence.PresenceSubscription) -> None:
+        self._client = client
+        self._subscription = subscription
+
+    @property
+    def members(self) -> Mapping[str, PresenceMember]:
+        return self._subscription.members
+
+    @property
+    def synced(self) -> bool:
+        return self._subscription.synced
+
+    @property
+    def stats(self) -> PresenceStats:
+        return self._subscription.stats
+
+    def next_event(self, timeout: float | None = None) -> PresenceEvent | None:
+        return self._client._run(self._subscription.next_event(timeout))
+
+    def __iter__(self) -> PresenceSubscription:
+        return self
+
+    def __next__(self) -> PresenceEvent:
+        try:
+            return self._client._run(self._subscription.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._client._run(self._subscription.aclose())
+
+    def __enter__(self) -> PresenceSubscription:
         self._client._run(self._subscription.start())
         return self
 

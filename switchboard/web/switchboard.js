@@ -25,6 +25,12 @@
 // without an id carries a random `token`, its re-sends say `retry: true` (so an answer lost
 // with a socket cannot store it twice), `rate_limited` waits `detail.retry_after_ms`, and a
 // publish whose frame is over API Gateway's 32 KB frame limit goes over HTTP.
+//
+// Presence (`channel.presence`): enter/update/leave this client's member (heartbeats every
+// `heartbeat_s` while entered, enters again with the last data on a new socket or when a
+// heartbeat answers not_found, sends only the latest data after a `rate_limited`, leaves on
+// close), `members()`, and `subscribe()` to the members: a `members` snapshot, then the
+// presence log's changes above its seq, in order (see Presence below and docs/sdk.md).
 
 const DEFAULTS = {
   pingInterval: 120_000,
@@ -40,6 +46,10 @@ const DEFAULTS = {
 };
 // Channels one ping may ask heads for (the server's limit).
 const MAX_PING_CHANNELS = 20;
+// A channel's presence log is the channel `<name>@presence` (docs/protocol.md, Presence).
+const PRESENCE_SUFFIX = "@presence";
+// What the server tells members to heartbeat at, until it says otherwise (seconds).
+const DEFAULT_HEARTBEAT_S = 15;
 
 export class SwitchboardError extends Error {
   constructor(code, message, detail = {}, status = undefined) {
@@ -176,6 +186,9 @@ export class Switchboard {
       publishesOverHttp: 0, // publishes whose frame was over the frame limit
     };
     this._routes = new Map(); // channel -> Subscription
+    this._feeds = new Map(); // channel -> PresenceFeed (this client watches its presence)
+    this._members = new Map(); // "<channel>\n<instance or ''>" -> Membership
+    this._socketMembers = new Map(); // channel -> Membership entered over the socket
     this._pending = new Map(); // ref -> {resolve, reject, timer}
     this._refs = 0;
     this._ws = null;
@@ -199,9 +212,14 @@ export class Switchboard {
   }
 
   close() {
+    // Leave presence first (the frames go out before the close; HTTP members with a
+    // keepalive fetch): watchers see the leave at once, not after $disconnect or a TTL.
+    for (const member of [...this._members.values()]) member._leaveNow();
     this._closed = true;
     for (const sub of this._routes.values()) sub._fail(new SwitchboardError("client_closed", "The client was closed."));
     this._routes.clear();
+    for (const feed of this._feeds.values()) feed._fail(new SwitchboardError("client_closed", "The client was closed."));
+    this._feeds.clear();
     this._ws?.close(1000, "client closed");
   }
 
@@ -348,6 +366,8 @@ export class Switchboard {
     this._generation++; // the loop that was running stops
     for (const sub of this._routes.values()) sub._push({ kind: "error", error });
     this._routes.clear();
+    for (const feed of this._feeds.values()) feed._fail(error);
+    this._feeds.clear();
     for (const [ref, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(error);
@@ -429,6 +449,8 @@ export class Switchboard {
           sub._slices = null;
           this._sendSubscribe(sub);
         }
+        // A new connection id, so a new member key: members enter again.
+        for (const member of this._socketMembers.values()) member._gone();
         this._resolveConnected(ws);
         this._emit("open");
         timer = setTimeout(keepalive, Math.min(o.pingInterval, tick));
@@ -448,7 +470,7 @@ export class Switchboard {
     const wait = this.options.idleCheck;
     if (!(wait > 0)) return [];
     return [...this._routes.values()]
-      .filter((sub) => sub._live && sub._activeAt > sub._checkedAt && now - sub._activeAt >= wait)
+      .filter((sub) => sub._live && !sub._internal && sub._activeAt > sub._checkedAt && now - sub._activeAt >= wait)
       .sort((a, b) => a._activeAt - b._activeAt);
   }
 
@@ -458,7 +480,7 @@ export class Switchboard {
     const wait = this.options.idleCheck;
     if (!(wait > 0)) return [];
     return [...this._routes.values()]
-      .filter((sub) => sub._live && now - sub._activeAt >= wait)
+      .filter((sub) => sub._live && !sub._internal && now - sub._activeAt >= wait)
       .sort((a, b) => a._checkedAt - b._checkedAt);
   }
 
@@ -475,7 +497,19 @@ export class Switchboard {
     try { frame = JSON.parse(raw); } catch { return; }
     if (!frame || typeof frame !== "object") return;
     const sub = this._routes.get(frame.channel);
+    // A channel's presence log, followed for its PresenceFeed.
+    const base = !sub && typeof frame.channel === "string" && frame.channel.endsWith(PRESENCE_SUFFIX)
+      ? frame.channel.slice(0, -PRESENCE_SUFFIX.length) : null;
+    const feed = base !== null ? this._feeds.get(base) : undefined;
     if (frame.type === "message" || frame.type === "messages" || frame.type === "subscribed") {
+      if (feed) {
+        if (frame.type === "messages") {
+          for (const item of Array.isArray(frame.messages) ? frame.messages : []) feed._change({ channel: frame.channel, ...item });
+        } else if (frame.type === "message") {
+          feed._change(frame);
+        }
+        return;
+      }
       if (!sub) return;
       sub._activeAt = Date.now();
       if (frame.type === "subscribed") {
@@ -483,6 +517,8 @@ export class Switchboard {
         sub._failures = 0;
         sub._slices = null;
         sub._push({ kind: "subscribed", frame });
+      } else if (sub._internal) {
+        // A route that only watches presence: the channel's messages are dropped.
       } else if (frame.type === "messages") {
         for (const item of Array.isArray(frame.messages) ? frame.messages : []) {
           sub._push({ kind: "message", message: { channel: frame.channel, ...item } });
@@ -495,6 +531,10 @@ export class Switchboard {
       }
       return;
     }
+    if (frame.type === "members") {
+      this._feeds.get(frame.channel)?._snapshot(frame);
+      return;
+    }
     const pending = this._pending.get(frame.ref);
     if (pending) {
       this._pending.delete(frame.ref);
@@ -503,17 +543,28 @@ export class Switchboard {
       else pending.resolve(frame);
       return;
     }
+    // An error without a ref about a channel this client is a member of answers a heartbeat
+    // (the only presence frame sent without one).
+    const member = frame.type === "error" && frame.ref === undefined ? this._socketMembers.get(frame.channel) : undefined;
+    if (member && ["not_found", "forbidden", "unauthorized"].includes(frame.code)) {
+      if (frame.code === "not_found") { // expired: enter again
+        member.stats.expired++;
+        member._gone();
+      }
+      else if (frame.code === "unauthorized" && this.auth) this._renewToken();
+      else member._refused(errorOf(frame));
+      return;
+    }
+    if (frame.type === "error" && feed) {
+      feed._resync(); // about the presence log itself: take a fresh snapshot
+      return;
+    }
     // An error with another ref is about an earlier subscribe, or a publish whose caller
     // stopped waiting: not about the subscription as it stands.
     if (frame.type === "error" && sub && !(typeof frame.ref === "string" && frame.ref !== sub._subscribeRef)) {
       const error = errorOf(frame);
       if (error.code === "unauthorized" && this.auth) {
-        Promise.resolve().then(() => this.auth()).then(
-          (t) => { this.token = t; this._ws?.close(1000, "new token"); },
-          (e) => {
-            this._ws?.close(1000, "no fresh token");
-            this._failForGood(credentialFailure(e) ?? new SwitchboardError("unavailable", `Could not renew the token: ${e?.message ?? e}`));
-          });
+        this._renewToken();
       } else if (error.code === "unavailable" && error.detail.resume === true && isOffset(error.detail.offset)) {
         // The server paused a replay to stay within its invocation's time: continue from
         // where it got to, unseen by the app.
@@ -533,11 +584,27 @@ export class Switchboard {
     }
   }
 
-  /** Subscribe from `from` (default: the subscription's position). */
+  /** A fresh token from `auth`, then a new socket with it (which resubscribes). */
+  _renewToken() {
+    Promise.resolve().then(() => this.auth()).then(
+      (t) => { this.token = t; this._ws?.close(1000, "new token"); },
+      (e) => {
+        this._ws?.close(1000, "no fresh token");
+        this._failForGood(credentialFailure(e) ?? new SwitchboardError("unavailable", `Could not renew the token: ${e?.message ?? e}`));
+      });
+  }
+
+  /** Subscribe from `from` (default: the subscription's position); with presence when the
+   * channel's presence is watched. */
   _sendSubscribe(sub, from = undefined) {
     sub._subscribeRef = `s${++this._refs}`;
     const frame = { action: "subscribe", ref: sub._subscribeRef, channel: sub.channel, from: from ?? sub.resumeFrom() };
     if (this.options.batch) frame.batch = true;
+    const feed = this._feeds.get(sub.channel);
+    if (feed) {
+      frame.presence = true;
+      feed._expectSnapshot();
+    }
     this._send(frame);
   }
 
@@ -638,6 +705,12 @@ export class Channel {
     return page;
   }
 
+  /** Who is on this channel: enter/update/leave this client's member, members(),
+   * subscribe() to changes. */
+  get presence() {
+    return new Presence(this);
+  }
+
   info() { return this.client._http("GET", this._path); }
   create({ retention } = {}) { return this.client._http("PUT", this._path, retention ? { retention } : {}); }
   delete() { return this.client._http("DELETE", this._path); }
@@ -655,7 +728,7 @@ export class Channel {
 }
 
 export class Subscription {
-  constructor(channel, { from = "now", onMessage, onError, persist = false, storageKey } = {}) {
+  constructor(channel, { from = "now", onMessage, onError, persist = false, storageKey, _internal = false } = {}) {
     this.client = channel.client;
     this.channel = channel.name;
     this._ch = channel;
@@ -688,9 +761,13 @@ export class Subscription {
     this._onError = onError;
     this._iterWaiters = [];
     this._buffer = []; // delivered messages waiting for an async iterator
-    if (this.client._routes.has(this.channel)) {
+    // True for the route of a channel whose presence only is watched: messages are dropped.
+    this._internal = _internal;
+    const existing = this.client._routes.get(this.channel);
+    if (existing && !existing._internal) {
       throw new SwitchboardError("conflict", `This client already follows ${this.channel}; use one subscription per channel per client.`);
     }
+    if (existing) existing._retire(); // a presence watch: this subscription carries it on
     this.client._routes.set(this.channel, this);
     this.client._ensureRunning();
     this.client._sendSubscribe(this);
@@ -703,6 +780,7 @@ export class Subscription {
   }
 
   resumeFrom() {
+    if (this._internal) return "now"; // watches presence only: no messages to resume
     return this.position ?? this._start;
   }
 
@@ -711,8 +789,16 @@ export class Subscription {
     this._done = true;
     if (this.client._routes.get(this.channel) === this) {
       this.client._routes.delete(this.channel);
-      this.client._send({ action: "unsubscribe", ref: `u${++this.client._refs}`, channel: this.channel });
+      const feed = this.client._feeds.get(this.channel);
+      if (feed) feed._attach(); // presence is still watched: follow it without the messages
+      else this.client._send({ action: "unsubscribe", ref: `u${++this.client._refs}`, channel: this.channel });
     }
+    this._push({ kind: "end" });
+  }
+
+  /** Leave the route to another subscription (no unsubscribe: the channel stays followed). */
+  _retire() {
+    this._done = true;
     this._push({ kind: "end" });
   }
 
@@ -845,6 +931,13 @@ export class Subscription {
     } catch (error) {
       this._done = true;
       if (this.client._routes.get(this.channel) === this) this.client._routes.delete(this.channel);
+      const feed = this.client._feeds.get(this.channel);
+      if (feed && feed._route() === undefined) {
+        // The messages' position failed, not presence: keep watching it from now.
+        if (["offset_expired", "epoch_mismatch", "invalid_offset"].includes(error?.code) && !this.client._closed) feed._attach();
+        else feed._fail(error);
+      }
+      if (this._internal) return;
       this._terminal = error;
       if (this._onError) this._onError(error);
       else if (!this._iterWaiters.length && !this._onMessage) console.error("switchboard:", error);
@@ -875,6 +968,587 @@ export class Subscription {
       }
       await new Promise((r) => this._iterWaiters.push(r));
     }
+  }
+}
+
+// -- presence -------------------------------------------------------------------------------
+
+/** One watched channel: the members kept from `members` snapshots and the presence log's
+ * changes (the same rules as the Python SDK's PresenceState), and the listeners told. */
+class PresenceFeed {
+  constructor(client, channel) {
+    this.client = client;
+    this.channel = channel;
+    this.log = channel + PRESENCE_SUFFIX;
+    this.members = new Map(); // key -> member
+    this.synced = false; // a snapshot arrived since the last subscribe was sent
+    this.error = null;
+    this.stats = { snapshots: 0, changes: 0, duplicates: 0, gaps: 0, resyncs: 0 };
+    this._everSynced = false;
+    this._epoch = null;
+    this._lastSeq = null; // the last change applied; null while waiting for a snapshot
+    this._pendingChanges = new Map(); // seq -> change past a hole
+    this._early = []; // changes that arrived before the snapshot
+    this._listeners = new Set();
+    this._filling = false;
+  }
+
+  /** The channel's route (a Subscription), if it has one. */
+  _route() {
+    return this.client._routes.get(this.channel);
+  }
+
+  /** Make sure the channel is subscribed (with presence): on its own route if the app does
+   * not follow its messages. */
+  _attach() {
+    const route = this._route();
+    if (route) this.client._sendSubscribe(route);
+    else new Channel(this.client, this.channel).subscribe({ from: "now", onMessage: () => {}, _internal: true });
+  }
+
+  _resync() {
+    this.stats.resyncs++;
+    const route = this._route();
+    if (route) this.client._sendSubscribe(route);
+  }
+
+  _expectSnapshot() {
+    this._lastSeq = null;
+    this._early = [];
+    this._pendingChanges.clear();
+    this.synced = false;
+  }
+
+  _snapshot(frame) {
+    if (!Array.isArray(frame.members) || !isOffset(frame.offset)) return;
+    const next = new Map();
+    for (const m of frame.members) if (m && typeof m.key === "string") next.set(m.key, m);
+    const events = [];
+    if (!this._everSynced) {
+      this.members = new Map();
+      for (const m of next.values()) {
+        this.members.set(m.key, m);
+        events.push(this._event("present", m));
+      }
+    } else { // after a reconnect: what changed meanwhile
+      for (const [key, m] of [...this.members]) {
+        if (!next.has(key)) {
+          this.members.delete(key);
+          events.push(this._event("leave", m));
+        }
+      }
+      for (const [key, m] of next) {
+        const before = this.members.get(key);
+        this.members.set(key, m);
+        if (!before) events.push(this._event("enter", m));
+        else if (JSON.stringify(before.data) !== JSON.stringify(m.data)) events.push(this._event("update", m));
+      }
+    }
+    this.stats.snapshots++;
+    this._epoch = epochOf(frame.offset);
+    this._lastSeq = seqOf(frame.offset);
+    const early = this._early;
+    this._early = [];
+    for (const m of early) this._receive(m);
+    events.push(...this._drain());
+    this.synced = this._everSynced = true;
+    events.push(this._event("sync", null));
+    this._emit(events);
+    this._checkGap();
+  }
+
+  _change(message) {
+    if (this._lastSeq === null) {
+      this._early.push(message);
+      return;
+    }
+    this._receive(message);
+    this._emit(this._drain());
+    this._checkGap();
+  }
+
+  // Changes at or below the snapshot's seq are in it already; later ones wait for their turn.
+  _receive(m) {
+    if (m.epoch !== this._epoch || m.seq <= this._lastSeq || this._pendingChanges.has(m.seq)) {
+      this.stats.duplicates++;
+      return;
+    }
+    this._pendingChanges.set(m.seq, m);
+  }
+
+  _drain() {
+    const events = [];
+    let m;
+    while ((m = this._pendingChanges.get(this._lastSeq + 1)) !== undefined) {
+      this._pendingChanges.delete(m.seq);
+      this._lastSeq = m.seq;
+      this.stats.changes++;
+      const event = this._apply(m);
+      if (event) events.push(event);
+    }
+    return events;
+  }
+
+  _apply(message) {
+    const change = message.data;
+    if (!change || typeof change !== "object" || typeof change.key !== "string") return null;
+    const before = this.members.get(change.key);
+    if (change.headers?.operation === "delete") {
+      if (!before) return null;
+      this.members.delete(change.key);
+      return this._event("leave", before);
+    }
+    const value = change.value && typeof change.value === "object" ? change.value : {};
+    const member = {
+      key: change.key,
+      client_id: typeof value.client_id === "string" ? value.client_id : null,
+      data: value.data && typeof value.data === "object" ? value.data : {},
+      entered: before ? before.entered : message.ts ?? null,
+      updated: message.ts ?? null,
+      via: before ? before.via : null,
+    };
+    this.members.set(change.key, member);
+    if (!before) return this._event("enter", member);
+    if (JSON.stringify(before.data) === JSON.stringify(member.data)) return null;
+    return this._event("update", member);
+  }
+
+  _event(action, member) {
+    return { action, member, members: Object.freeze(Object.fromEntries(this.members)) };
+  }
+
+  _emit(events) {
+    for (const event of events) for (const listener of [...this._listeners]) listener._deliver(event);
+  }
+
+  _checkGap() {
+    if (this._lastSeq === null || this._filling || !this._pendingChanges.size || this._pendingChanges.has(this._lastSeq + 1)) return;
+    this._filling = true;
+    this._fill().finally(() => { this._filling = false; });
+  }
+
+  /** Read the missing changes from the presence log's history; after reads that bring
+   * nothing, subscribe again for a fresh snapshot. */
+  async _fill() {
+    const log = new Channel(this.client, this.log);
+    for (let failures = 0; this._lastSeq !== null && this._pendingChanges.size && !this._pendingChanges.has(this._lastSeq + 1);) {
+      const before = this._lastSeq;
+      const until = Math.min(...this._pendingChanges.keys()) - 1;
+      try {
+        const page = await log.history({ from: offsetOf(this._epoch, before), limit: Math.min(1000, Math.max(1, until - before)) });
+        for (const m of page.messages) this._change(m);
+      } catch { /* counted as a read that brought nothing */ }
+      if (this._lastSeq !== null && this._lastSeq > before) {
+        this.stats.gaps++;
+        failures = 0;
+        continue;
+      }
+      if (++failures >= 5) {
+        this._resync();
+        return;
+      }
+      await sleep(this.client.options.backoffInitial * failures);
+    }
+  }
+
+  _fail(error) {
+    this.error = error;
+    for (const listener of [...this._listeners]) listener._end(error);
+    this._listeners.clear();
+  }
+
+  _listen(listener) {
+    if (this.error) {
+      listener._end(this.error);
+      return;
+    }
+    this._listeners.add(listener);
+    if (this.synced) {
+      for (const m of this.members.values()) listener._deliver(this._event("present", m));
+      listener._deliver(this._event("sync", null));
+    }
+  }
+
+  _unlisten(listener) {
+    this._listeners.delete(listener);
+    if (this._listeners.size) return;
+    // The last listener stopped: stop following presence.
+    const client = this.client;
+    if (client._feeds.get(this.channel) === this) client._feeds.delete(this.channel);
+    const route = this._route();
+    if (route?._internal) {
+      route._done = true;
+      route._push({ kind: "end" });
+      client._routes.delete(this.channel);
+      client._send({ action: "unsubscribe", ref: `u${++client._refs}`, channel: this.channel });
+    }
+    client._send({ action: "unsubscribe", ref: `u${++client._refs}`, channel: this.log });
+  }
+}
+
+/**
+ * The channel's members as events: `{ action, member, members }`, `action` one of "present"
+ * (there when watching began), "enter", "update", "leave", "sync" (member null: `members`
+ * is now the complete set; after every snapshot, the first included). `onEvent(event)` (may
+ * return a promise: the next event waits for it), `onError(error)`; also async-iterable.
+ */
+export class PresenceSubscription {
+  constructor(channel, { onEvent, onError } = {}) {
+    this.client = channel.client;
+    this.channel = channel.name;
+    this._onEvent = onEvent;
+    this._onError = onError;
+    this._queue = [];
+    this._waiters = [];
+    this._done = false;
+    this._terminal = null;
+    this._running = false;
+    const client = this.client;
+    client._ensureRunning();
+    let feed = client._feeds.get(this.channel);
+    if (!feed || feed.error) {
+      feed = new PresenceFeed(client, this.channel);
+      client._feeds.set(this.channel, feed);
+      feed._attach();
+    }
+    this._feed = feed;
+    feed._listen(this);
+  }
+
+  /** The current members by key (complete once `synced`). */
+  get members() {
+    return Object.freeze(Object.fromEntries(this._feed.members));
+  }
+
+  get synced() {
+    return this._feed.synced && !this._feed.error;
+  }
+
+  get stats() {
+    return this._feed.stats;
+  }
+
+  close() {
+    if (this._done) return;
+    this._done = true;
+    this._feed._unlisten(this);
+    for (const w of this._waiters.splice(0)) w();
+  }
+
+  _deliver(event) {
+    if (this._done) return;
+    this._queue.push(event);
+    if (this._onEvent) this._run();
+    for (const w of this._waiters.splice(0)) w();
+  }
+
+  _end(error) {
+    if (this._done) return;
+    this._done = true;
+    this._terminal = error;
+    if (this._onError) this._onError(error);
+    else if (!this._waiters.length && !this._onEvent) console.error("switchboard:", error);
+    for (const w of this._waiters.splice(0)) w();
+  }
+
+  async _run() {
+    if (this._running) return;
+    this._running = true;
+    try {
+      while (this._queue.length && this._onEvent) await this._onEvent(this._queue.shift());
+    } finally {
+      this._running = false;
+    }
+  }
+
+  async *[Symbol.asyncIterator]() {
+    for (;;) {
+      if (this._queue.length) { yield this._queue.shift(); continue; }
+      if (this._done) {
+        if (this._terminal) throw this._terminal;
+        return;
+      }
+      await new Promise((r) => this._waiters.push(r));
+    }
+  }
+}
+
+/** This client as a member of one channel: one loop owns every frame it sends (the same
+ * rules as the Python SDK's Membership). Over the socket, or over HTTP with an instance. */
+class Membership {
+  constructor(client, channel, instance = null) {
+    this.client = client;
+    this.channel = channel;
+    this.instance = instance;
+    this.data = {};
+    this.version = 0; // of the data last asked for
+    this.accepted = 0; // the version the server has
+    this.acceptedData = null;
+    this.present = false; // the server has this member, as far as we know
+    this.member = null;
+    this.heartbeatS = DEFAULT_HEARTBEAT_S;
+    this.ended = false;
+    // expired: heartbeats answered not_found (the member had gone; entered again).
+    this.stats = { enters: 0, updates: 0, heartbeats: 0, reenters: 0, expired: 0, rateLimited: 0, coalesced: 0 };
+    this._waiters = []; // [version, resolve, reject]
+    this._lastBeat = 0;
+    this._stop = false;
+    this._wake = null; // ends the idle wait (new data, a lost member, a leave)
+    this._wakeOnStop = null; // ends a pause (only a leave does)
+    this._loop = null;
+    this._path = `${new Channel(client, channel)._path}/presence/${encodeURIComponent(instance ?? "")}`;
+  }
+
+  want(data) {
+    if (this.ended) throw new SwitchboardError("client_closed", `The presence on ${this.channel} has ended; enter again.`);
+    if (this.version > this.accepted) this.stats.coalesced++;
+    this.version++;
+    this.data = data;
+    const promise = new Promise((resolve, reject) => this._waiters.push([this.version, resolve, reject]));
+    this._poke();
+    this._loop ??= this._run();
+    return promise;
+  }
+
+  _gone() {
+    this.present = false;
+    this._poke();
+  }
+
+  _refused(error) {
+    this._end(error);
+  }
+
+  async leave(timeout) {
+    this._stop = true;
+    this._poke();
+    this._wakeOnStop?.();
+    if (!this._loop) { this._end(null); return; }
+    await Promise.race([this._loop, sleep(timeout)]);
+    this._end(null);
+  }
+
+  /** On close: no waiting. The leave goes out before the socket's close frame. */
+  _leaveNow() {
+    this._stop = true;
+    this._poke();
+    this._wakeOnStop?.();
+    if (this.present && !this.ended) {
+      if (this.instance === null) this.client._send({ action: "presence", channel: this.channel, op: "leave" });
+      else {
+        const headers = this.client.token ? { Authorization: `Bearer ${this.client.token}` } : {};
+        fetch(this.client.url + this._path, { method: "DELETE", headers, keepalive: true }).catch(() => {});
+      }
+      this.present = false;
+    }
+    this._end(null);
+  }
+
+  _poke() {
+    if (this._wake) { this._wake(); this._wake = null; }
+  }
+
+  /** Sleep; updates made meanwhile wait (coalesced), only a leave cuts it short. */
+  async _pause(ms) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, ms));
+      this._wakeOnStop = () => { clearTimeout(timer); resolve(); };
+      if (this._stop) this._wakeOnStop();
+    });
+    this._wakeOnStop = null;
+  }
+
+  async _send(op, data) {
+    if (this.instance === null) {
+      return this.client._request({ action: "presence", channel: this.channel, op, ...(data === undefined ? {} : { data }) },
+        this.client.options.requestTimeout);
+    }
+    if (op === "leave") return this.client._http("DELETE", this._path, undefined, { attempts: 1 });
+    return this.client._http("PUT", this._path, data === undefined ? undefined : { data }, { attempts: 1 });
+  }
+
+  async _run() {
+    let attempt = 0;
+    try {
+      while (!this._stop && !this.ended) {
+        if (!this.present || this.accepted < this.version) {
+          const version = this.version;
+          const data = this.data;
+          if (this.present && JSON.stringify(data) === JSON.stringify(this.acceptedData)) {
+            this._settle(version); // nothing to send: the server has it already
+            continue;
+          }
+          const op = this.present ? "update" : "enter";
+          let reply;
+          try {
+            reply = await this._send(op, data);
+          } catch (e) {
+            if (e instanceof SwitchboardError && e.code === "rate_limited") {
+              // 2 changes a second per member: wait, then send whatever is latest.
+              this.stats.rateLimited++;
+              await this._pause(e.retryAfter ?? 500);
+            } else if (e instanceof SwitchboardError && !e.retryable && e.code !== "unauthorized") {
+              // Refused for good (forbidden, too_large, invalid): this data never lands.
+              this._failWaiters(version, e);
+              if (!this.present) { this._end(e); return; }
+              this.accepted = version; // the member stays, with its earlier data
+            } else {
+              if (e instanceof SwitchboardError && e.code === "unauthorized" && this.instance === null && this.client.auth) this.client._renewToken();
+              await this._pause(jitter(attempt++, this.client.options));
+            }
+            continue;
+          }
+          attempt = 0;
+          if (op === "enter") {
+            this.stats.enters++;
+            if (this.accepted > 0) this.stats.reenters++;
+          } else {
+            this.stats.updates++;
+          }
+          this.present = true;
+          this.accepted = version;
+          this.acceptedData = data;
+          if (typeof reply?.member === "string") this.member = reply.member;
+          if (typeof reply?.heartbeat_s === "number" && reply.heartbeat_s > 0) this.heartbeatS = reply.heartbeat_s;
+          this._lastBeat = Date.now();
+          this._settle(version);
+          continue;
+        }
+        const due = this._lastBeat + this.heartbeatS * 1000 - Date.now();
+        if (due > 0) {
+          await new Promise((resolve) => {
+            const timer = setTimeout(() => { this._wake = null; resolve(); }, due);
+            this._wake = () => { clearTimeout(timer); resolve(); };
+          });
+          continue;
+        }
+        this._lastBeat = Date.now();
+        if (this.instance === null) {
+          // No ref, no reply: a member that is gone is told with a not_found error frame.
+          this.client._send({ action: "presence", channel: this.channel, op: "heartbeat" });
+          this.stats.heartbeats++;
+          continue;
+        }
+        try {
+          await this._send("heartbeat");
+          this.stats.heartbeats++;
+        } catch (e) {
+          if (e instanceof SwitchboardError && e.code === "not_found") { // expired: enter again
+            this.stats.expired++;
+            this.present = false;
+          }
+          else if (e instanceof SwitchboardError && !e.retryable) { this._end(e); return; }
+        }
+      }
+      if (this.present && !this.ended) {
+        try { await this._send("leave"); } catch { /* gone already, or the socket is */ }
+        this.present = false;
+      }
+    } finally {
+      this._end(null);
+    }
+  }
+
+  _settle(version) {
+    this._waiters = this._waiters.filter(([wanted, resolve]) => {
+      if (wanted > version) return true;
+      resolve(this.member);
+      return false;
+    });
+  }
+
+  _failWaiters(version, error) {
+    this._waiters = this._waiters.filter(([wanted, , reject]) => {
+      if (wanted > version) return true;
+      reject(error);
+      return false;
+    });
+  }
+
+  _end(error) {
+    if (this.ended) return;
+    this.ended = true;
+    this._stop = true;
+    this._wakeOnStop?.();
+    const failure = error ?? new SwitchboardError("client_closed", `Left presence on ${this.channel}.`);
+    for (const [, , reject] of this._waiters) reject(failure);
+    this._waiters = [];
+    const key = `${this.channel}\n${this.instance ?? ""}`;
+    if (this.client._members.get(key) === this) this.client._members.delete(key);
+    if (this.instance === null && this.client._socketMembers.get(this.channel) === this) this.client._socketMembers.delete(this.channel);
+  }
+}
+
+/**
+ * `channel.presence`: who is on the channel.
+ *   await ch.presence.enter({ role: "agent", state: "thinking" });   // -> member key
+ *   await ch.presence.update({ role: "agent", state: "writing" });
+ *   await ch.presence.leave();
+ *   const members = await ch.presence.members();                     // [{key, client_id, data, ...}]
+ *   const sub = ch.presence.subscribe({ onEvent: (e) => render(e.members) });
+ * `{ instance: "worker-3" }` as the last argument of enter/update/leave: a member over
+ * HTTP under that name instead of the socket.
+ */
+export class Presence {
+  constructor(channel) {
+    this.channel = channel;
+    this.client = channel.client;
+  }
+
+  /** This client's member key over the socket, once entered (else null). */
+  get member() {
+    const m = this.client._socketMembers.get(this.channel.name);
+    return m && m.present ? m.member : null;
+  }
+
+  /** The state behind enter (its `stats`, `heartbeatS`), or undefined. */
+  membership({ instance = null } = {}) {
+    return this.client._members.get(`${this.channel.name}\n${instance ?? ""}`);
+  }
+
+  /** Enter with `data` (a JSON object up to 1 KB), or replace it; resolves with the member
+   * key once the server has it. Heartbeats follow until leave() or close(). Updates faster
+   * than the server's 2 a second are coalesced: the latest is sent when allowed. */
+  enter(data = {}, { instance = null } = {}) {
+    const client = this.client;
+    const key = `${this.channel.name}\n${instance ?? ""}`;
+    let m = client._members.get(key);
+    if (!m || m.ended) {
+      m = new Membership(client, this.channel.name, instance);
+      client._members.set(key, m);
+      if (instance === null) client._socketMembers.set(this.channel.name, m);
+    }
+    if (instance === null) client._ensureRunning();
+    const wanted = m.want({ ...data });
+    const deadline = client.options.publishDeadline;
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new SwitchboardError("unavailable",
+        `Presence on ${this.channel.name} could not be sent within ${deadline} ms; the client keeps trying.`)), deadline);
+    });
+    return Promise.race([wanted, late]).finally(() => clearTimeout(timer));
+  }
+
+  update(data, opts = {}) {
+    return this.enter(data, opts);
+  }
+
+  async leave({ instance = null } = {}) {
+    const m = this.membership({ instance });
+    if (m) await m.leave(this.client.options.requestTimeout);
+  }
+
+  /** The members now: from this client's snapshot when it watches the channel's presence,
+   * else GET /v1/channels/{channel}/presence. */
+  async members() {
+    const feed = this.client._feeds.get(this.channel.name);
+    if (feed && feed.synced && !feed.error) return [...feed.members.values()];
+    return (await this.client._http("GET", `${this.channel._path}/presence`)).members;
+  }
+
+  /** Watch the members: see PresenceSubscription. A function is taken as `onEvent`. */
+  subscribe(opts = {}) {
+    return new PresenceSubscription(this.channel, typeof opts === "function" ? { onEvent: opts } : opts);
   }
 }
 

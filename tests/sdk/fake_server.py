@@ -5,7 +5,9 @@ It follows protocol.md closely enough for the client's recovery logic: gapless s
 epoch, id idempotency, request tokens found on a retry, subscribe = register then replay,
 batched `messages` frames (under 32 KB) for subscriptions that ask, byte-stream entries
 base64-encoded and sliced over 22 KB, heads in pongs, API Gateway's 32 KB inbound frame limit
-(close 1009), `offset_expired` and `epoch_mismatch`. Faults are injected deliberately:
+(close 1009), `offset_expired` and `epoch_mismatch`; presence (members per connection or
+HTTP instance, the presence log `<c>@presence`, the `members` snapshot, heartbeats,
+`rate_limited`, a member that leaves when its socket ends). Faults are injected deliberately:
 dropped or duplicated live frames, swallowed acks, killed sockets, silent pongs, paused
 replays, `rate_limited` publishes.
 """
@@ -96,6 +98,24 @@ class FakeSwitchboard:
         # `POST /v1/tokens` with `Authorization: Bearer <api_key>` answers `require_token`.
         self.api_key: str | None = None
         self.issued: list[dict[str, Any]] = []
+        # Presence: channel -> member key -> member (as GET …/presence lists them).
+        self.members: dict[str, dict[str, dict[str, Any]]] = {}
+        self.conn_ids: dict[ServerConnection, str] = {}
+        # Every presence frame received: (time.monotonic(), frame, member key).
+        self.presence_frames: list[tuple[float, dict[str, Any], str]] = []
+        # HTTP presence requests: (method, instance, body or None).
+        self.http_presence: list[tuple[str, str, Any]] = []
+        self.heartbeat_s: float = 15
+        # The next this-many enters/updates of an existing member answer `rate_limited`.
+        self.rate_limit_presence = 0
+        self.presence_retry_after_ms = 200
+        # A closed socket's members leave (as $disconnect does).
+        self.disconnect_leaves = True
+        # Run while answering a subscribe with presence: before the presence log's head is
+        # read (changes made then are in the snapshot and at or below its seq), and after
+        # (changes made then are above its seq, and may be in the snapshot too).
+        self.before_snapshot_head: Callable[[], Any] | None = None
+        self.before_snapshot_members: Callable[[], Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -286,6 +306,7 @@ class FakeSwitchboard:
             return
         self.connections += 1
         self.subs[ws] = {}
+        self.conn_ids[ws] = f"conn{self.connections}"
         try:
             async for raw in ws:
                 frame = json.loads(raw)
@@ -298,6 +319,11 @@ class FakeSwitchboard:
             if sent is not None and sent.code == 1009:
                 self.closed_too_big += 1
             self.subs.pop(ws, None)
+            if self.disconnect_leaves:
+                key = self.member_key(ws)
+                for channel, members in list(self.members.items()):
+                    if key in members:
+                        await self.remove_member(channel, key)
 
     async def _frame(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
         ref = frame.get("ref")
@@ -311,6 +337,9 @@ class FakeSwitchboard:
                 await self.send(ws, dumps(pong))
             return
         name = frame["channel"]
+        if action == "presence":
+            await self._presence(ws, frame)
+            return
         if action == "publish":
             self.publish_attempts.append(time.monotonic())
             if self.rate_limit_publishes > 0:
@@ -359,9 +388,122 @@ class FakeSwitchboard:
                 return
             for out in self.frames_for(name, backlog, batch):
                 await self.send(ws, out)
+            if frame.get("presence") is True:
+                await self._follow_presence(ws, name, batch)
         elif action == "unsubscribe":
             self.subs[ws].pop(name, None)
             await self.send(ws, dumps({"type": "unsubscribed", "ref": ref, "channel": name}))
+
+    # -- presence --------------------------------------------------------------------------
+
+    def member_key(self, ws: ServerConnection, instance: str | None = None) -> str:
+        return f"anonymous/{instance or self.conn_ids.get(ws, '?')}"
+
+    async def enter_member(self, channel: str, key: str, data: dict[str, Any],
+                           via: str = "websocket") -> None:
+        now = int(time.time() * 1000)
+        members = self.members.setdefault(channel, {})
+        before = members.get(key)
+        members[key] = {"key": key, "client_id": None, "data": data,
+                        "entered": before["entered"] if before else now, "updated": now,
+                        "via": via}
+        if before is None or before["data"] != data:
+            await self.append(f"{channel}@presence", {
+                "type": "presence", "key": key, "value": {"client_id": None, "data": data},
+                "headers": {"operation": "update" if before else "insert"}}, None)
+
+    async def remove_member(self, channel: str, key: str) -> bool:
+        """The member leaves (said so, its socket ended, or it expired): logged."""
+        if self.members.get(channel, {}).pop(key, None) is None:
+            return False
+        await self.append(f"{channel}@presence", {
+            "type": "presence", "key": key, "headers": {"operation": "delete"}}, None)
+        return True
+
+    async def _presence(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
+        ref, name, op = frame.get("ref"), frame["channel"], frame.get("op")
+        key = self.member_key(ws)
+        self.presence_frames.append((time.monotonic(), frame, key))
+        reply: dict[str, Any] = {"type": "presence", "channel": name, "op": op, "member": key}
+        if ref is not None:
+            reply["ref"] = ref
+        present = key in self.members.get(name, {})
+        if op == "heartbeat":
+            if not present:
+                error: dict[str, Any] = {
+                    "type": "error", "channel": name, "code": "not_found",
+                    "message": "Not a member: enter again.",
+                    "detail": {"channel": name, "member": key}}
+                if ref is not None:
+                    error["ref"] = ref
+                await self.send(ws, dumps(error))
+            elif ref is not None:
+                await self.send(ws, dumps({**reply, "heartbeat_s": self.heartbeat_s}))
+            return
+        if op == "leave":
+            await self.remove_member(name, key)
+            await self.send(ws, dumps(reply))
+            return
+        if present and self.rate_limit_presence > 0:
+            self.rate_limit_presence -= 1
+            await self.send(ws, dumps({
+                "type": "error", "ref": ref, "channel": name, "code": "rate_limited",
+                "message": "slow down",
+                "detail": {"retry_after_ms": self.presence_retry_after_ms}}))
+            return
+        data = frame.get("data")
+        if not isinstance(data, dict) or len(dumps(data)) > 1024:
+            code = "too_large" if isinstance(data, dict) else "invalid_request"
+            await self.send(ws, dumps({"type": "error", "ref": ref, "channel": name,
+                                       "code": code, "message": "bad data", "detail": {}}))
+            return
+        await self.enter_member(name, key, data)
+        await self.send(ws, dumps({**reply, "heartbeat_s": self.heartbeat_s}))
+
+    async def _follow_presence(self, ws: ServerConnection, name: str, batch: bool) -> None:
+        """As the server does: the presence log from now, then the members with the log's
+        head read before them."""
+        log = f"{name}@presence"
+        ch = self.channel(log)
+        self.subs[ws][log] = batch
+        await self.send(ws, dumps({
+            "type": "subscribed", "channel": log, "epoch": ch.epoch,
+            "from": offset(ch.epoch, ch.head),
+            "head": offset(ch.epoch, ch.head) if ch.head else "-1"}))
+        if self.before_snapshot_head is not None:
+            await self.before_snapshot_head()
+        seq = ch.head
+        if self.before_snapshot_members is not None:
+            await self.before_snapshot_members()
+        members = list(self.members.get(name, {}).values())
+        await self.send(ws, dumps({"type": "members", "channel": name, "members": members,
+                                   "offset": offset(ch.epoch, seq), "seq": seq}))
+
+    async def _http_presence(self, request: httpx.Request, parts: list[str]) -> httpx.Response:
+        name = parts[2]
+        if len(parts) == 4:
+            return httpx.Response(200, json={
+                "channel": name, "members": list(self.members.get(name, {}).values())})
+        instance = parts[4]
+        key = f"anonymous/{instance}"
+        body = json.loads(request.content) if request.content else None
+        self.http_presence.append((request.method, instance, body))
+        present = key in self.members.get(name, {})
+        if request.method == "DELETE":
+            if not await self.remove_member(name, key):
+                raise ContractError("not_found", 404, "Not a member.", {})
+            return httpx.Response(204)
+        if body is None:
+            if not present:
+                raise ContractError("not_found", 404, "Not a member: enter again.", {})
+        else:
+            if present and self.rate_limit_presence > 0:
+                self.rate_limit_presence -= 1
+                raise ContractError("rate_limited", 429, "slow down",
+                                    {"retry_after_ms": self.presence_retry_after_ms})
+            await self.enter_member(name, key, body.get("data") or {}, via="http")
+        return httpx.Response(200, json={"channel": name, "member": key,
+                                         "heartbeat_s": self.heartbeat_s, "expires_in": 40})
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -384,6 +526,10 @@ class FakeSwitchboard:
             return _error(ContractError("unauthorized", 401, "bad token", {}))
         parts = [unquote(p) for p in request.url.path.split("/") if p]
         try:
+            if parts[:2] == ["v1", "channels"] and len(parts) in (4, 5) and (
+                parts[3] == "presence"
+            ):
+                return await self._http_presence(request, parts)
             if parts[:2] == ["v1", "channels"] and len(parts) == 4 and parts[3] == "messages":
                 name = parts[2]
                 if request.method == "GET":

@@ -15,6 +15,8 @@ EXPECTED = {
     "TooLargeError", "UnauthorizedError", "UnavailableError", "read_text", "stream_text",
     # Durable Streams subscriptions (webhook and pull-wake)
     "Subscriptions", "Wake",
+    # Presence
+    "Presence", "PresenceEvent", "PresenceMember", "PresenceSubscription",
 }
 
 
@@ -22,7 +24,8 @@ def test_public_names_are_pinned_and_importable() -> None:
     assert set(client.__all__) == EXPECTED
     for name in client.__all__:
         assert hasattr(client, name), name
-    assert set(sync.__all__) == {"Channel", "Subscription", "Switchboard"}
+    assert set(sync.__all__) == {
+        "Channel", "Presence", "PresenceSubscription", "Subscription", "Switchboard"}
 
 
 def test_every_contract_error_code_has_a_typed_error() -> None:
