@@ -16,6 +16,12 @@ The pattern, in the order the code below follows it:
    messages addressed to the run (``{"to": id, "type": "interrupt" | "steer"}``) meanwhile.
    An interrupt ends generation before the next token; a steer restarts the model from the
    text written so far with the new instruction.
+4. **Say you are alive.** While it serves a run, the worker is a presence member of the run's
+   channel with its state (``{"role": "agent", "state": "thinking"}``), updated at each
+   status, and leaves when the run ends. A worker that dies without leaving (killed, its
+   machine gone) drops out when its socket closes or, at the latest, when its heartbeats stop
+   for the presence TTL (40 s): a console watching the channel's presence tells a slow agent
+   from a dead one.
 """
 
 from __future__ import annotations
@@ -108,13 +114,49 @@ class RunLog:
         return state
 
 
+class AgentPresence:
+    """The worker's presence on one run's channel: entered with the run's state, updated at
+    each status, left at the end. Presence is a courtesy to watchers: updates go out in the
+    background (the SDK coalesces them to the channel's update rate, so they never hold a
+    token back), and a refused or failed one is logged once and never fails the run."""
+
+    def __init__(self, channel: Channel, run_id: str) -> None:
+        self.channel = channel
+        self.run_id = run_id
+        self.working = True
+        self._pending: set[asyncio.Future[str]] = set()
+
+    def show(self, state: str, text: str = "") -> None:
+        if not self.working:
+            return
+        data = {"role": "agent", "run": self.run_id, "state": state, "text": text[:200]}
+        update = asyncio.ensure_future(self.channel.presence.update(data))
+        self._pending.add(update)
+        update.add_done_callback(self._settled)
+
+    def _settled(self, update: asyncio.Future[str]) -> None:
+        self._pending.discard(update)
+        error = None if update.cancelled() else update.exception()
+        if error is not None and self.working:
+            self.working = False
+            log.warning("run %s: presence off (%s)", self.run_id, error)
+
+    async def leave(self) -> None:
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=5)
+        with contextlib.suppress(SwitchboardError):
+            await self.channel.presence.leave()
+
+
 class Turn:
     """One run, from its log's current state to a final status."""
 
-    def __init__(self, run: AgentRun, state: RunLog, model: Model) -> None:
+    def __init__(self, run: AgentRun, state: RunLog, model: Model,
+                 presence: AgentPresence | None = None) -> None:
         self.run = run
         self.state = state
         self.model = model
+        self.presence = presence
         self.written = state.written
         self.steers = list(state.steers)
         self.waiting: list[Message] = [m for m in state.pending if m.data["type"] == "steer"]
@@ -129,6 +171,13 @@ class Turn:
     async def emit(self, step: str, data: dict[str, Any]) -> bool:
         """Publish a step once: False if the log already has it (a restart)."""
         id = f"{self.run.run_id}:{step}"
+        if self.presence is not None:
+            if data["type"] == "status":
+                self.presence.show(data["state"], data.get("text", ""))
+            elif data["type"] == "tool_call":
+                self.presence.show("tool", f"Calling {data['name']}")
+            elif data["type"] == "tool_result":
+                self.presence.show("thinking", "Reading the results")
         if id in self.state.ids:
             return False
         await self.run.send(data, id=id)
@@ -299,8 +348,14 @@ class Worker:
                     log.info("run %s: resuming after %d characters", run_id, len(state.written))
                 else:
                     log.info("run %s: started (%s)", run_id, prompt[:60])
-                async with AgentRun(channel, run_id, from_=state.position) as run:
-                    final = await Turn(run, state, self.model).play(state.prompt or prompt)
+                presence = AgentPresence(channel, run_id)
+                try:
+                    presence.show("starting", "Picked the run up")
+                    async with AgentRun(channel, run_id, from_=state.position) as run:
+                        final = await Turn(run, state, self.model, presence).play(
+                            state.prompt or prompt)
+                finally:
+                    await presence.leave()
                 log.info("run %s: %s", run_id, final)
             except (SwitchboardError, RuntimeError, ValueError, KeyError, TypeError) as error:
                 log.warning("run %s failed: %s", run_id, error)

@@ -313,6 +313,11 @@ function scheduleRender() {
 
 let run = null; // the state of the run on screen
 let runSubscription = null;
+let presenceWatch = null; // the run channel's presence: is an agent on it right now?
+// "unknown" until the first members snapshot; then "online" (an agent member, `data` its
+// state), "gone" (none, though an agent worked on the unfinished run: it died or hung and
+// its member expired), "left" (none, the run is over) or "none" (no agent yet).
+let agentPresence = { state: "unknown", data: null, since: null };
 let noAgentTimer = null;
 
 function loadSnapshot(runId) {
@@ -330,6 +335,60 @@ function saveSnapshot() {
   } catch {
     /* storage full or disabled: a reload then replays from the start, which is also exact */
   }
+}
+
+function agentMember(members) {
+  return Object.values(members).find((m) => m?.data?.role === "agent") ?? null;
+}
+
+function notePresence(event) {
+  if (event.action !== "sync" && agentPresence.state === "unknown") return; // before the snapshot
+  const member = agentMember(event.members);
+  const before = agentPresence.state;
+  let state;
+  if (member) state = "online";
+  else if (run.final) state = "left";
+  else if (before === "online" || run.agentSeen) state = "gone";
+  else state = "none";
+  agentPresence = { state, data: member?.data ?? null, since: state === before ? agentPresence.since : Date.now() };
+  if (state === "gone" && before === "online") {
+    toast("The agent went away without finishing (its process stopped or hung). A restarted worker picks the run up where it stopped.", "info");
+  }
+  renderPresence();
+}
+
+const PRESENCE_LABEL = {
+  starting: "starting", thinking: "thinking", tool: "calling a tool", writing: "writing",
+  done: "finishing", interrupted: "finishing", failed: "finishing",
+};
+
+function renderPresence() {
+  const node = $("agent-presence");
+  const { state, data } = agentPresence;
+  node.dataset.state = state;
+  node.dataset.agentState = data?.state ?? "";
+  node.hidden = state === "unknown" || state === "none";
+  if (state === "online") {
+    const doing = PRESENCE_LABEL[data?.state] ?? String(data?.state ?? "online");
+    node.textContent = `Agent online · ${doing}`;
+    node.title = data?.text ? `The agent says: ${data.text}` : "An agent is on this run's channel";
+  } else if (state === "gone") {
+    node.textContent = "Agent gone";
+    node.title = "No agent is on this run's channel and the run has not finished: its process stopped or stopped answering.";
+  } else if (state === "left") {
+    node.textContent = "Agent left";
+    node.title = "The agent finished the run and left the channel.";
+  }
+}
+
+function watchPresence(runId, openedRun) {
+  presenceWatch?.close();
+  agentPresence = { state: "unknown", data: null, since: null };
+  renderPresence();
+  presenceWatch = sb.channel(`runs:${runId}`).presence.subscribe({
+    onEvent: (event) => { if (run === openedRun) notePresence(event); },
+    onError: (error) => toast(explain(error)),
+  });
 }
 
 function openRun(runId) {
@@ -358,10 +417,15 @@ function openRun(runId) {
       saveSnapshot();
       noteLatency(message);
       scheduleRender();
+      if (agentPresence.state === "left" || agentPresence.state === "gone" || agentPresence.state === "none") {
+        // The run finished (the agent leaves after its final status) or an agent wrote.
+        notePresence({ action: "sync", members: presenceWatch?.members ?? {} });
+      }
       if (run.agentSeen) clearTimeout(noAgentTimer);
     },
     onError: (error) => toast(explain(error)),
   });
+  watchPresence(runId, openedRun);
   if (!run.agentSeen && !run.final) {
     noAgentTimer = setTimeout(() => {
       if (run === openedRun && !run.agentSeen) {
@@ -373,6 +437,7 @@ function openRun(runId) {
     setConn("resumed", `Connected · resumed at seq ${conn.resumedFrom}`);
   }
   window.consoleState = () => run; // for tests and the curious
+  window.agentPresence = () => agentPresence;
 }
 
 function newRunId() {
