@@ -2,7 +2,7 @@
 
 WebSocket publishes, ``POST /v1/channels/{c}/messages`` and Durable Streams appends all come
 here, so idempotency ids, the closed-stream rule, transaction limits and retries are written
-once.
+once (the transaction limits and per-request checks are core/batches.py).
 
 How a seq is assigned (core/logs.py): the appender writes at the log's tail + 1 with a put
 that fails if the seq is taken, learns the new tail from the failure, and tries again. Nothing
@@ -15,13 +15,10 @@ they race for, and never with subscribers. What it costs, per message:
 - batches and Durable Streams guards (producer, ``Stream-Seq``, close): one transaction of
   the messages, their claims and the state they commit with (2 write units per item).
 
-The channel's metadata and tail are cached per process (``append_cache_s``): a publisher that
-writes a channel again pays no read. A stale cache costs nothing but a failed put: the log
-itself refuses a taken seq, and a closed or deleted log ends with a marker no publisher can
-write past. Appends to one channel from one process take turns (a Lambda container serves one
-request at a time; the dev server's threads are many containers' worth), so a process never
-races itself. Retries are bounded by the caller's deadline (the Lambda's remaining time), not
-by a count; a channel busier than that answers ``rate_limited`` with a retry hint.
+The channel's metadata and tail are cached per process (``append_cache_s``, log_cache.py): a
+publisher that writes a channel again pays no read, and appends to one channel from one
+process take turns. Retries are bounded by the caller's deadline (the Lambda's remaining
+time), not by a count; a channel busier than that answers ``rate_limited`` with a retry hint.
 
 Durable Streams rules on top (producer state, ``Stream-Seq``, closing, content type) are
 validated against freshly read state and committed in the same transaction as the messages,
@@ -31,15 +28,14 @@ conditioned on that state, so a lost race re-reads and validates again.
 from __future__ import annotations
 
 import random
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from ..core.batches import check_request, next_chunk
 from ..core.channels import ChannelMeta
-from ..core.errors import ConflictError, ForbiddenError, RateLimitedError, TooLargeError
+from ..core.errors import ConflictError, ForbiddenError, RateLimitedError
 from ..core.logs import EntryKind, LogEntry, Tail
-from ..core.messages import NewMessage, PublishResult, check_size
+from ..core.messages import NewMessage, PublishResult
 from ..core.names import validate_channel
 from ..core.offsets import new_epoch
 from ..core.presence import is_presence_log
@@ -62,14 +58,7 @@ from ..ports import (
 )
 from ..settings import Settings
 from .channels import ChannelService
-
-# A DynamoDB transaction holds at most 100 items; a guarded append adds the channel's item, a
-# close marker and the producer's state.
-TRANSACTION_ITEMS = 100
-# ... and at most 4 MB: leave room for keys and attributes.
-TRANSACTION_BYTES = 3_500_000
-_GUARD_ITEMS = 3
-_CACHED_CHANNELS = 1024
+from .log_cache import KnownLog, LogCache
 
 
 class StreamClosedError(ConflictError):
@@ -128,15 +117,6 @@ class AppendOutcome:
         return sum(1 for r in self.results if not r.duplicate)
 
 
-@dataclass(frozen=True)
-class _Log:
-    """What this process knows of a channel's log: its stored metadata and where it ends."""
-
-    meta: ChannelMeta  # as stored, except ``head``: the last message's seq
-    tail: Tail
-    fetched_ms: int
-
-
 @dataclass
 class _Progress:
     """What an append has done so far across transactions and retries."""
@@ -165,9 +145,7 @@ class Appender:
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = metrics
-        self._logs: OrderedDict[str, _Log] = OrderedDict()
-        self._gates: OrderedDict[str, threading.Lock] = OrderedDict()
-        self._lock = threading.Lock()
+        self.cache = LogCache()
 
     def append(self, request: AppendRequest, deadline_ms: int | None = None) -> AppendOutcome:
         """Append ``request.messages`` in order; an ``id`` already published answers its
@@ -180,7 +158,8 @@ class Appender:
                 "(enter, update, leave presence instead); it takes no publishes.",
                 {"channel": request.channel},
             )
-        self._check_limits(request)
+        check_request(request.messages, request.guarded, self.settings.max_batch,
+                      self.settings.max_message_bytes)
         now = self.clock.now_ms()
         budget = now + int(self.settings.append_budget_s * 1000)
         deadline = min(deadline_ms, budget) if deadline_ms is not None else budget
@@ -190,7 +169,7 @@ class Appender:
         progress = _Progress(
             messages, deadline, [None] * len(messages), list(range(len(messages)))
         )
-        gate = self._gate(request.channel)
+        gate = self.cache.gate(request.channel)
         if not gate.acquire(timeout=max(0.0, (deadline - now) / 1000)):
             raise self._busy(request)
         try:
@@ -208,7 +187,7 @@ class Appender:
 
     def _append(self, request: AppendRequest, progress: _Progress) -> AppendOutcome:
         # Guarded appends validate against state read now; others may start from the cache.
-        log: _Log | None = self._log(request, fresh=request.needs_fresh_channel)
+        log: KnownLog | None = self._log(request, fresh=request.needs_fresh_channel)
         while True:
             if log is None:
                 log = self._log(request, fresh=True)
@@ -243,8 +222,8 @@ class Appender:
                 # The log grew (or ended) meanwhile: where does it end now?
                 self._retry(request, progress)
                 tail = self.channels.tail(log.meta)
-                log = self._remember(
-                    _Log(log.meta.with_head(tail.head), tail, self.clock.now_ms())
+                log = self.cache.remember(
+                    KnownLog(log.meta.with_head(tail.head), tail, self.clock.now_ms())
                 )
                 continue
             except AppendConflictError:
@@ -253,17 +232,21 @@ class Appender:
                 continue
             if done is not None:
                 return done
-            log = None if request.needs_fresh_channel else self._cached(request.channel)
+            log = None if request.needs_fresh_channel else self.cache.get(request.channel)
 
     def _write(
-        self, request: AppendRequest, progress: _Progress, log: _Log, state: ProducerState | None
+        self,
+        request: AppendRequest,
+        progress: _Progress,
+        log: KnownLog,
+        state: ProducerState | None,
     ) -> AppendOutcome | None:
         """One attempt at the next chunk; the outcome once everything is stored."""
         messages = progress.messages
         meta = log.meta
         if request.retry and not progress.tokens_checked:
             self._find_retried(meta, progress)
-        chunk = self._next_chunk(messages, progress.pending, request.guarded)
+        chunk = next_chunk(messages, progress.pending, request.guarded)
         last = len(chunk) == len(progress.pending)
         now = self.clock.now_ms()
         expires_at = now // 1000 + meta.retention_s
@@ -302,7 +285,7 @@ class Appender:
         head = max([meta.head, *stored_seqs])
         after = replace(meta, head=head, closed=meta.closed or (request.close and last))
         marker = EntryKind.CLOSE if request.close and last else None
-        self._remember(_Log(after, Tail(head, marker=marker), now))
+        self.cache.remember(KnownLog(after, Tail(head, marker=marker), now))
         if not last:
             return None
         self._extend_expiry(after, now)
@@ -413,63 +396,30 @@ class Appender:
             else:
                 progress.stale_claims[message_id] = seq
 
-    # -- state: cache, gates, limits, retries ----------------------------------------------
+    # -- state: the cache, retries, limits -------------------------------------------------
 
-    def _log(self, request: AppendRequest, fresh: bool) -> _Log:
+    def _log(self, request: AppendRequest, fresh: bool) -> KnownLog:
         now = self.clock.now_ms()
         if not fresh:
-            with self._lock:
-                cached = self._logs.get(request.channel)
-            if (
-                cached is not None
-                and now - cached.fetched_ms < self.settings.append_cache_s * 1000
-                and not cached.meta.is_expired(now // 1000)
-            ):
-                return cached
+            known = self.cache.recent(request.channel, now, self.settings.append_cache_s * 1000)
+            if known is not None:
+                return known
         stored = self.channels.stored(request.channel, create=request.implicit_create)
         tail = self.channels.tail(stored)
-        return self._remember(_Log(stored.with_head(tail.head), tail, now))
+        return self.cache.remember(KnownLog(stored.with_head(tail.head), tail, now))
 
-    def _remember(self, log: _Log) -> _Log:
-        with self._lock:
-            self._logs[log.meta.name] = log
-            self._logs.move_to_end(log.meta.name)
-            while len(self._logs) > _CACHED_CHANNELS:
-                self._logs.popitem(last=False)
-        return log
-
-    def _cached(self, name: str) -> _Log | None:
-        with self._lock:
-            return self._logs.get(name)
-
-    def _forget(self, name: str) -> None:
-        with self._lock:
-            self._logs.pop(name, None)
-
-    def _gate(self, name: str) -> threading.Lock:
-        with self._lock:
-            gate = self._gates.get(name)
-            if gate is None:
-                gate = self._gates[name] = threading.Lock()
-                while len(self._gates) > _CACHED_CHANNELS:
-                    oldest, lock = next(iter(self._gates.items()))
-                    if lock.locked():
-                        break
-                    del self._gates[oldest]
-            return gate
-
-    def _renew(self, log: _Log) -> None:
+    def _renew(self, log: KnownLog) -> None:
         """Everything the log held expired and may be deleted: its numbering is lost, so the
         channel continues in a new epoch (offsets of the old one answer offset_expired)."""
         now = self.clock.now_ms()
         self.store.renew_epoch(
             log.meta, new_epoch(now, self.rng.getrandbits(16)), log.tail.next_seq
         )
-        self._forget(log.meta.name)
+        self.cache.forget(log.meta.name)
 
     def _retry(self, request: AppendRequest, progress: _Progress, backoff: bool = False) -> None:
         """After a lost race: forget what we knew, back off if it keeps happening."""
-        self._forget(request.channel)
+        self.cache.forget(request.channel)
         progress.retries += 1
         self._check_deadline(request.channel, progress)
         if backoff or progress.retries > 2:
@@ -494,28 +444,6 @@ class Appender:
             {"channel": name, "retry_after_ms": retry_after},
         )
 
-    def _check_limits(self, request: AppendRequest) -> None:
-        count = len(request.messages)
-        if count > self.settings.max_batch:
-            raise TooLargeError(
-                f"At most {self.settings.max_batch} messages per request; got {count}.",
-                {"max_batch": self.settings.max_batch},
-            )
-        for message in request.messages:
-            check_size(len(message.body), self.settings.max_message_bytes)
-        items = 2 * count + _GUARD_ITEMS
-        fits = items <= TRANSACTION_ITEMS and (
-            sum(len(m.body) for m in request.messages) <= TRANSACTION_BYTES
-        )
-        if request.guarded and not fits:
-            most = (TRANSACTION_ITEMS - _GUARD_ITEMS) // 2
-            raise TooLargeError(
-                "An append with producer, Stream-Seq or close headers is committed in one "
-                f"transaction: at most {most} messages and {TRANSACTION_BYTES} bytes. Split it "
-                "into smaller batches.",
-                {"max_messages": most, "max_bytes": TRANSACTION_BYTES},
-            )
-
     def _check_stream(self, request: AppendRequest, meta: ChannelMeta) -> None:
         if request.messages and request.content_type is not None and (
             request.content_type != meta.content_type
@@ -527,29 +455,6 @@ class Appender:
             )
         if request.stream_seq is not None:
             check_stream_seq(meta.stream_seq, request.stream_seq)
-
-    @staticmethod
-    def _next_chunk(messages: Sequence[NewMessage], pending: list[int], guarded: bool) -> list[int]:
-        """As many pending messages as fit in one transaction (100 items, 4 MB), stopping
-        before a repeated id (its first occurrence must be stored before the repeat can be
-        recognised)."""
-        chunk: list[int] = []
-        items, size = (_GUARD_ITEMS if guarded else 0), 0
-        seen: set[str] = set()
-        for i in pending:
-            msg_id = messages[i].id
-            cost = 2 if msg_id else 1
-            full = items + cost > TRANSACTION_ITEMS or (
-                chunk and size + len(messages[i].body) > TRANSACTION_BYTES
-            )
-            if full or (msg_id is not None and msg_id in seen):
-                break
-            if msg_id is not None:
-                seen.add(msg_id)
-            chunk.append(i)
-            items += cost
-            size += len(messages[i].body)
-        return chunk
 
     def _extend_expiry(self, meta: ChannelMeta, now: int) -> None:
         """An append renews a sliding ``Stream-TTL`` (one conditional write, TTL streams only)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from ...core.batches import TRANSACTION_ITEMS
 from ...core.wakes import EXPLICIT, GLOB, IndexEntry, Link, WakeSubscription
 from .items import chunks, is_conflict, num, query_all
 
@@ -31,7 +32,6 @@ else:
     DynamoDBClient = Any
 
 META = "meta"
-TRANSACTION_ITEMS = 100
 
 
 def _s(value: str) -> dict[str, str]:
