@@ -13,21 +13,17 @@ state machine around it, the same on AWS and under ``switchboard dev``:
         release, or an expired lease) clears the wake and starts the next one if work is left
     lease job (queue) -> an expired lease clears the wake and wakes again if work is left
 
-One wake in flight per subscription: every change to a subscription is a compare-and-set on
-its version, and a stream leaves ``pending`` only in the same atomic step that checks its
-link has not moved since it was read (so an append that races an ack is never lost).
-Side effects (queue sends) run only after the change they follow is stored; jobs are
-idempotent (each names the wake and attempt it is for), so at-least-once queues are fine.
+One wake in flight per subscription: wake_machine.py holds the compare-and-set state
+machine (start, finish, re-queue) these use cases drive.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..core import wakes as w
@@ -35,55 +31,17 @@ from ..core.errors import SwitchboardError, UnavailableError
 from ..core.messages import NewMessage, StoredMessage
 from ..core.offsets import encode
 from ..observability import logger
-from ..ports import NO_METRICS, Clock, Metrics, SigningKeys, WakeQueue, WakeStore, WebhookPoster
-from ..settings import Settings
-from .appends import Appender, AppendRequest
-from .channels import ChannelService
+from .appends import AppendRequest
+from .wake_machine import CAS_ATTEMPTS, Change, WakeMachine
 
-CAS_ATTEMPTS = 20
 # A claim reads the tails of at most this many linked streams (appends the stream consumer
 # has not processed yet); the consumer brings the others.
 CATCH_UP_MAX = 100
-# A wake whose delivery is this late was probably never queued (a crash between storing the
-# wake and sending its job): any later event re-queues it.
-STUCK_MS = 60_000
 
 
-@dataclass
-class _Change:
-    """What a step decided: the new state (None: write nothing), the links whose tails it
-    relied on, what to do once it is stored, and a value for the caller."""
-
-    sub: w.WakeSubscription | None
-    unchanged: dict[str, str | None] = field(default_factory=dict)
-    effects: list[Callable[[], None]] = field(default_factory=list)
-    result: Any = None
-
-
-class WakeService:
-    def __init__(
-        self,
-        store: WakeStore,
-        channels: ChannelService,
-        appender: Appender,
-        queue: WakeQueue,
-        poster: WebhookPoster,
-        keys: SigningKeys,
-        settings: Settings,
-        clock: Clock,
-        rng: random.Random | None = None,
-        metrics: Metrics = NO_METRICS,
-    ) -> None:
-        self.store = store
-        self.channels = channels
-        self.appender = appender
-        self.queue = queue
-        self.poster = poster
-        self.keys = keys
-        self.settings = settings
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.metrics = metrics
+class WakeService(WakeMachine):
+    """The use cases: administration, the stream consumer, wake jobs, and the endpoints
+    webhook consumers and pull-wake workers call with a wake's token."""
 
     # -- administration --------------------------------------------------------------------
 
@@ -110,12 +68,6 @@ class WakeService:
                 self._link(sub, channel)
             return sub.info(list(self.store.links(sub.id, sub.incarnation).values())), created
         raise UnavailableError("The subscription is changing too fast; retry.")
-
-    def get(self, sub_id: str) -> w.WakeSubscription:
-        sub = self.store.get(w.validate_id(sub_id))
-        if sub is None:
-            raise w.SubscriptionNotFoundError(f"No subscription {sub_id!r}.", {"id": sub_id})
-        return sub
 
     def info(self, sub_id: str) -> dict[str, Any]:
         sub = self.get(sub_id)
@@ -148,15 +100,6 @@ class WakeService:
             return
         existing = self.store.links(sub.id, sub.incarnation, [channel]).get(channel)
         self.store.link_explicit(sub, channel, existing.acked if existing else self._tail(channel))
-
-    def _tail(self, channel: str) -> str:
-        """The channel's tail offset now (the zero offset for a stream that does not
-        exist): where a new link starts, so history is never a wake."""
-        try:
-            meta = self.channels.get(channel)
-        except SwitchboardError:  # missing, expired, or deleted while forks hold it
-            return w.ZERO_OFFSET
-        return meta.head_offset
 
     def jwks(self) -> dict[str, object]:
         return self.keys.jwks()
@@ -205,91 +148,15 @@ class WakeService:
                 self._notify(entry.id, entry.created_ms, channel)
 
     def _notify(self, sub_id: str, created_ms: int, channel: str) -> None:
-        def step(sub: w.WakeSubscription) -> _Change:
+        def step(sub: w.WakeSubscription) -> Change:
             if sub.created_ms != created_ms:
-                return _Change(None)
+                return Change(None)
             if channel in sub.pending and sub.wake is not None:
                 self._requeue_if_stuck(sub)
-                return _Change(None)
+                return Change(None)
             return self._start(replace(sub, pending=sub.pending | {channel}))
 
         self._change(sub_id, step, missing_ok=True)
-
-    # -- the state machine -----------------------------------------------------------------
-
-    def _change(
-        self, sub_id: str, step: Callable[[w.WakeSubscription], _Change],
-        missing_ok: bool = False,
-    ) -> _Change | None:
-        for _ in range(CAS_ATTEMPTS):
-            sub = self.store.get(sub_id)
-            if sub is None:
-                if missing_ok:
-                    return None
-                raise w.SubscriptionNotFoundError(f"No subscription {sub_id!r}.",
-                                                  {"id": sub_id})
-            change = step(sub)
-            if change.sub is None:
-                for effect in change.effects:
-                    effect()
-                return change
-            if self.store.save(change.sub, sub.version, change.unchanged):
-                for effect in change.effects:
-                    effect()
-                return change
-        raise UnavailableError("The subscription is changing too fast; retry.")
-
-    def _start(self, sub: w.WakeSubscription) -> _Change:
-        """With no wake in flight: drop caught-up streams from ``pending`` and, if work is
-        left, start a wake (its delivery is queued once the change is stored)."""
-        if sub.wake is not None:
-            return _Change(sub)
-        pending = sorted(sub.pending)
-        links = self.store.links(sub.id, sub.incarnation, pending) if pending else {}
-        snapshot = [(c, links[c].tail) for c in pending if c in links and links[c].pending]
-        caught = [c for c in pending if c not in links or not links[c].pending]
-        unchanged: dict[str, str | None] = {
-            c: (links[c].tail if c in links else None) for c in caught}
-        sub = replace(sub, pending=sub.pending - set(caught))
-        if not snapshot:
-            return _Change(sub, unchanged)
-        now = self.clock.now_ms()
-        wake = w.Wake(
-            wake_id=f"w_{secrets.token_hex(12)}",
-            generation=sub.generation + 1,
-            snapshot=tuple(snapshot[: w.SNAPSHOT_MAX]),
-            token_id=secrets.token_hex(8),
-            issued_ms=now,
-            next_attempt_ms=now,
-        )
-        started = replace(sub, generation=wake.generation, wake=wake)
-        self.metrics.count("WakesIssued")
-        return _Change(started, unchanged, [lambda: self._send(started, wake, "deliver", 0, 0)])
-
-    def _finish(self, sub: w.WakeSubscription) -> _Change:
-        """The wake is over (done, released, lease expired): start the next if work is left."""
-        return self._start(replace(sub, wake=None, failing=False))
-
-    def _send(self, sub: w.WakeSubscription, wake: w.Wake, kind: str, attempt: int,
-              delay_ms: int) -> None:
-        job = w.Job(kind, sub.id, sub.incarnation, wake.wake_id, wake.generation, attempt)
-        self.queue.send(job.to_json(), max(0, delay_ms))
-
-    def _requeue_if_stuck(self, sub: w.WakeSubscription) -> None:
-        wake = sub.wake
-        if wake is None or wake.delivered or wake.holder is not None:
-            return
-        if self.clock.now_ms() > wake.next_attempt_ms + STUCK_MS:
-            logger.warning("re-queueing a wake whose delivery is overdue",
-                           extra={"subscription": sub.id, "wake": wake.wake_id})
-            self._send(sub, wake, "deliver", wake.attempts, 0)
-
-    def _current(self, sub: w.WakeSubscription, job: w.Job) -> w.Wake | None:
-        wake = sub.wake
-        if (sub.incarnation != job.incarnation or wake is None
-                or wake.wake_id != job.wake_id or wake.generation != job.generation):
-            return None
-        return wake
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -318,10 +185,10 @@ class WakeService:
             return
         now = self.clock.now_ms()
 
-        def step(current: w.WakeSubscription) -> _Change:
+        def step(current: w.WakeSubscription) -> Change:
             live = self._current(current, job)
             if live is None or live.delivered or live.attempts != job.attempt:
-                return _Change(None)
+                return Change(None)
             if ok:
                 lease = now + current.config.lease_ttl_ms if current.config.type == w.WEBHOOK \
                     else None
@@ -331,11 +198,11 @@ class WakeService:
                 if lease is not None:
                     effects.append(lambda: self._send(changed, updated, "lease", 0,
                                                       lease - now))
-                return _Change(changed, effects=effects)
+                return Change(changed, effects=effects)
             delay = w.retry_delay_ms(live.attempts + 1, self.rng)
             updated = replace(live, attempts=live.attempts + 1, next_attempt_ms=now + delay)
             changed = replace(current, wake=updated, failing=True)
-            return _Change(changed, effects=[
+            return Change(changed, effects=[
                 lambda: self._send(changed, updated, "deliver", updated.attempts, delay)])
 
         if not ok:
@@ -377,15 +244,15 @@ class WakeService:
             return False, False, f"{error.code}: {error.message}"
         return True, False, None
 
-    def _complete(self, sub_id: str, job: w.Job, acks: list[w.Ack]) -> _Change | None:
+    def _complete(self, sub_id: str, job: w.Job, acks: list[w.Ack]) -> Change | None:
         """The consumer is done with the wake ``job`` names: apply ``acks``, clear it, and
         start the next wake if work is left (``result``: whether one started)."""
         for ack in acks:
             self.store.ack(sub_id, job.incarnation, ack.channel, ack.offset)
 
-        def step(sub: w.WakeSubscription) -> _Change:
+        def step(sub: w.WakeSubscription) -> Change:
             if self._current(sub, job) is None:
-                return _Change(None)
+                return Change(None)
             change = self._finish(sub)
             change.result = change.sub is not None and change.sub.wake is not None
             return change
@@ -402,11 +269,11 @@ class WakeService:
             self._send(sub, wake, "lease", 0, wake.lease_until_ms - now)
             return
 
-        def step(current: w.WakeSubscription) -> _Change:
+        def step(current: w.WakeSubscription) -> Change:
             live = self._current(current, job)
             if live is None or live.lease_until_ms is None or \
                     self.clock.now_ms() < live.lease_until_ms:
-                return _Change(None)
+                return Change(None)
             self.metrics.count("WakeLeasesExpired")
             return self._finish(current)
 
@@ -456,7 +323,7 @@ class WakeService:
             for ack in request.acks:
                 self.store.ack(sub.id, sub.incarnation, ack.channel, ack.offset)
 
-            def finish(current: w.WakeSubscription) -> _Change:
+            def finish(current: w.WakeSubscription) -> Change:
                 self._fence(current, claims, request)
                 change = self._finish(current)
                 change.result = change.sub is not None and change.sub.wake is not None
@@ -467,7 +334,7 @@ class WakeService:
         for ack in request.acks:
             self.store.ack(sub.id, sub.incarnation, ack.channel, ack.offset)
 
-        def extend(current: w.WakeSubscription) -> _Change:
+        def extend(current: w.WakeSubscription) -> Change:
             self._fence(current, claims, request)
             live = self._current(current, job)
             assert live is not None
@@ -479,7 +346,7 @@ class WakeService:
             if live.lease_until_ms is None:  # the first lease of this wake: watch it
                 effects.append(lambda: self._send(changed, updated, "lease", 0,
                                                   current.config.lease_ttl_ms))
-            return _Change(changed, effects=effects)
+            return Change(changed, effects=effects)
 
         self._change(sub.id, extend)
         return {"ok": True, "next_wake": False}
@@ -488,7 +355,7 @@ class WakeService:
         """A worker gives the wake back unfinished: a new wake follows if work is left."""
         _, claims, request = self._authorized(sub_id, authorization, body, with_acks=False)
 
-        def step(current: w.WakeSubscription) -> _Change:
+        def step(current: w.WakeSubscription) -> Change:
             self._fence(current, claims, request)
             return self._finish(current)
 
@@ -509,7 +376,7 @@ class WakeService:
             self._catch_up(sub)
         now = self.clock.now_ms()
 
-        def step(current: w.WakeSubscription) -> _Change:
+        def step(current: w.WakeSubscription) -> Change:
             if self._held(current):
                 assert current.wake is not None
                 raise w.AlreadyClaimedError(
@@ -526,7 +393,7 @@ class WakeService:
             claimed = replace(started.wake, holder=worker, token_id=secrets.token_hex(8),
                               delivered=True, lease_until_ms=now + started.config.lease_ttl_ms)
             final = replace(started, wake=claimed, failing=False)
-            return _Change(final, change.unchanged, [lambda: self._send(
+            return Change(final, change.unchanged, [lambda: self._send(
                 final, claimed, "lease", 0, final.config.lease_ttl_ms)], result=final)
 
         change = self._change(sub_id, step)
@@ -563,10 +430,10 @@ class WakeService:
                 continue
             raised = self.store.advance(sub.id, sub.incarnation, channel, tail)
             if raised is not None and raised.pending and channel not in sub.pending:
-                def step(current: w.WakeSubscription, channel: str = channel) -> _Change:
+                def step(current: w.WakeSubscription, channel: str = channel) -> Change:
                     if channel in current.pending:
-                        return _Change(None)
-                    return _Change(replace(current, pending=current.pending | {channel}))
+                        return Change(None)
+                    return Change(replace(current, pending=current.pending | {channel}))
 
                 self._change(sub.id, step, missing_ok=True)
 
