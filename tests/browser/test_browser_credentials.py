@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.browser.chromium import launch, require_chromium
+from tests.browser.chromium import chromium, require_chromium
 from tests.support.devserver import DevServerProcess, running
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -61,14 +61,8 @@ def server() -> Iterator[DevServerProcess]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw, "--disable-features=LocalNetworkAccessChecks")
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium("--disable-features=LocalNetworkAccessChecks") as running:
+        yield running
 
 
 def open_page(browser: Any, server: DevServerProcess, **params: str) -> Any:

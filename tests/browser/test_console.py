@@ -18,7 +18,7 @@ import pytest
 
 from examples.agent.models import Steer, full_text
 from switchboard.client.sync import Switchboard
-from tests.browser.chromium import launch, require_chromium
+from tests.browser.chromium import chromium, fresh_pages, require_chromium
 from tests.examples.devstack import ROOT, Stack, dev_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -38,33 +38,15 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Any]:
     """Pages in fresh contexts: each has its own sessionStorage, like a new tab."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def make(**options: Any) -> Any:
-        context = browser.new_context(**{"viewport": {"width": 1360, "height": 900}, **options})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    with fresh_pages(browser) as make:
+        yield make
 
 
 def shot(page: Any, name: str, full_page: bool = False) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.chromium import launch, require_chromium
+from tests.browser.chromium import chromium, fresh_pages, require_chromium
 from tests.examples.devstack import ROOT, Stack, dev_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -38,25 +38,14 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    errors: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    with fresh_pages(browser) as make:
+        yield make()
 
 
 def start_agent(stack: Stack, speed: float) -> subprocess.Popen[bytes]:
