@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from . import _client, _presence, _tokens
 from ._connection import ConnectionStats
@@ -160,12 +160,47 @@ class Channel:
         )
 
 
-class Subscription:
-    """Iterate it; :attr:`position` is the offset of the last message yielded."""
+_Item = TypeVar("_Item")
 
-    def __init__(self, client: Switchboard, subscription: _client.Subscription) -> None:
+
+class _Blocking(Generic[_Item]):
+    """Blocking iteration over one of the async client's subscriptions, run on the client's
+    background loop: ``for item in …``, ``with …``, ``close()``."""
+
+    def __init__(self, client: Switchboard, subscription: Any) -> None:
         self._client = client
         self._subscription = subscription
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> _Item:
+        try:
+            item: _Item = self._client._run(self._subscription.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+        return item
+
+    def close(self) -> None:
+        self._client._run(self._subscription.aclose())
+
+    def __enter__(self) -> Self:
+        self._client._run(self._subscription.start())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Subscription(_Blocking[Message]):
+    """Iterate it; :attr:`position` is the offset of the last message yielded."""
+
+    _subscription: _client.Subscription
 
     @property
     def position(self) -> str | None:
@@ -181,30 +216,6 @@ class Subscription:
 
     def next_message(self, timeout: float | None = None) -> Message | None:
         return self._client._run(self._subscription.next_message(timeout))
-
-    def __iter__(self) -> Subscription:
-        return self
-
-    def __next__(self) -> Message:
-        try:
-            return self._client._run(self._subscription.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self._client._run(self._subscription.aclose())
-
-    def __enter__(self) -> Subscription:
-        self._client._run(self._subscription.start())
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Presence:
@@ -239,14 +250,11 @@ class Presence:
         return PresenceSubscription(self._client, self._presence.subscribe())
 
 
-class PresenceSubscription:
+class PresenceSubscription(_Blocking[PresenceEvent]):
     """Iterate it for :class:`switchboard.client.PresenceEvent` objects; ``members`` is the
     current set."""
 
-    def __init__(self, client: Switchboard,
-                 subscription: _presence.PresenceSubscription) -> None:
-        self._client = client
-        self._subscription = subscription
+    _subscription: _presence.PresenceSubscription
 
     @property
     def members(self) -> Mapping[str, PresenceMember]:
@@ -262,27 +270,3 @@ class PresenceSubscription:
 
     def next_event(self, timeout: float | None = None) -> PresenceEvent | None:
         return self._client._run(self._subscription.next_event(timeout))
-
-    def __iter__(self) -> PresenceSubscription:
-        return self
-
-    def __next__(self) -> PresenceEvent:
-        try:
-            return self._client._run(self._subscription.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self._client._run(self._subscription.aclose())
-
-    def __enter__(self) -> PresenceSubscription:
-        self._client._run(self._subscription.start())
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
