@@ -89,13 +89,14 @@ def build(
     presence: PresenceStore | None = None,
     wake_store: WakeStore | None = None,
     wake_queue: WakeQueue | None = None,
+    make_wake_store: Callable[[], WakeStore] | None = None,
     poster: WebhookPoster | None = None,
     signing: SigningKeys | None = None,
 ) -> Services:
     """The services over the given adapters. ``leases`` defaults to ``store`` when it keeps
     leases too (MemoryStore does). The wake adapters default to in-memory ones (a store, a
     queue on ``clock``), a real webhook poster and the signing keys the settings name (tests
-    pass their own)."""
+    pass their own); ``make_wake_store`` builds the store on first use instead."""
     rng = rng or random.Random()
     if leases is None:
         if not isinstance(store, LeaseStore):
@@ -123,8 +124,11 @@ def build(
         from .adapters.memory_wakes import MemoryWakeQueue, MemoryWakeStore
         from .services.wakes import WakeService
 
+        store = wake_store
+        if store is None:
+            store = make_wake_store() if make_wake_store is not None else MemoryWakeStore()
         return WakeService(
-            MemoryWakeStore() if wake_store is None else wake_store, channels, appender,
+            store, channels, appender,
             MemoryWakeQueue(clock.now_ms) if wake_queue is None else wake_queue,
             webhook_poster(settings) if poster is None else poster,
             signing_keys(settings) if signing is None else signing, settings, clock, rng,
@@ -211,7 +215,6 @@ def build_aws(settings: Settings) -> Services:
         DynamoMessageStore,
         DynamoPresenceStore,
         DynamoSubscriptionStore,
-        DynamoWakeStore,
     )
     from .adapters.metrics import PowertoolsMetrics
     from .adapters.sqs import SqsWakeQueue
@@ -240,8 +243,15 @@ def build_aws(settings: Settings) -> Services:
         settings, store, subscriptions, sender, SystemClock(), PowertoolsMetrics(),
         leases=DynamoLeaseStore(client, settings.channels_table),
         presence=DynamoPresenceStore(client, settings.connections_table),
-        wake_store=DynamoWakeStore(client, settings.wakes_table), wake_queue=queue,
+        make_wake_store=lambda: dynamo_wake_store(client, settings.wakes_table),
+        wake_queue=queue,
     )
+
+
+def dynamo_wake_store(client: Any, table: str) -> WakeStore:
+    from .adapters.dynamodb.wakes import DynamoWakeStore
+
+    return DynamoWakeStore(client, table)
 
 
 _services: Services | None = None

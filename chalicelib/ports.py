@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .core.capabilities import ApiKey
 from .core.channels import ChannelMeta
@@ -29,7 +29,9 @@ from .core.messages import NewMessage, StoredMessage
 from .core.presence import Member
 from .core.producers import ProducerState
 from .core.subscriptions import Connection, Handover, Subscription
-from .core.wakes import IndexEntry, Link, WakeSubscription
+
+if TYPE_CHECKING:  # annotations only: the functions that never touch wakes skip its import
+    from .core.wakes import IndexEntry, Link, WakeSubscription
 
 
 class AppendConflictError(Exception):

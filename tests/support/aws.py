@@ -13,9 +13,9 @@ from chalicelib.adapters.dynamodb import (
     DynamoLeaseStore,
     DynamoMessageStore,
     DynamoSubscriptionStore,
-    DynamoWakeStore,
     table_definitions,
 )
+from chalicelib.adapters.dynamodb.wakes import DynamoWakeStore
 from switchboard.dev import moto_patch
 
 TABLES = ("sb-channels", "sb-messages", "sb-connections", "sb-wakes")

@@ -1,11 +1,14 @@
-"""The DynamoDB adapters: one store per port, sharing item codecs (items.py)."""
+"""The DynamoDB adapters: one store per port, sharing item codecs (items.py).
+
+``DynamoWakeStore`` lives in ``.wakes`` and is imported from there, only by what uses
+Durable Streams subscriptions: the other functions' cold starts skip core/wakes.py.
+"""
 
 from .items import TTL_ATTRIBUTE, message_from_item, message_item, table_definitions
 from .leases import DynamoLeaseStore
 from .messages import DynamoMessageStore
 from .presence import DynamoPresenceStore
 from .subscriptions import DynamoSubscriptionStore
-from .wakes import DynamoWakeStore
 
 __all__ = [
     "TTL_ATTRIBUTE",
@@ -13,7 +16,6 @@ __all__ = [
     "DynamoMessageStore",
     "DynamoPresenceStore",
     "DynamoSubscriptionStore",
-    "DynamoWakeStore",
     "message_from_item",
     "message_item",
     "table_definitions",
