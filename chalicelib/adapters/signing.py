@@ -14,11 +14,18 @@ the longest retry, then putting a new seed (docs/durable-streams.md, "Signing ke
 
 The ``kid`` is ``ds_`` + the RFC 7638 thumbprint of the public key: stable, and the same in
 every container.
+
+Signing is PyNaCl's (libsodium). Not ``cryptography``: PyJWT imports most of it whenever it is
+installed, which put ~75 ms on the cold start of every function that checks a token
+(docs/deploy.md); the Lambda zip therefore carries PyNaCl and no ``cryptography``. HKDF is
+RFC 5869 over the standard library's HMAC (PyNaCl has none), checked against the RFC's test
+vectors and against ``cryptography``'s HKDF in tests/unit/test_signing.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 import time
@@ -26,10 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.signing import SigningKey
 
 from ..core.wakes import _b64
 
@@ -37,15 +41,26 @@ _SIGNING_INFO = b"switchboard webhook signing key v1"
 _TOKEN_INFO = b"switchboard wake token key v1"
 
 
+def hkdf_sha256(key_material: bytes, info: bytes, length: int = 32, salt: bytes = b"") -> bytes:
+    """HKDF-SHA256 (RFC 5869): extract with ``salt`` (none: 32 zero bytes), then expand."""
+    if length > 255 * 32:
+        raise ValueError("HKDF-SHA256 derives at most 8,160 bytes")
+    prk = hmac.new(salt or bytes(32), key_material, hashlib.sha256).digest()
+    output, block = b"", b""
+    for counter in range(1, -(-length // 32) + 1):
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        output += block
+    return output[:length]
+
+
 def _derive(seed: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
-        seed.encode("utf-8"))
+    return hkdf_sha256(seed.encode("utf-8"), info)
 
 
 @dataclass(frozen=True)
 class _Key:
     kid: str
-    private: Ed25519PrivateKey
+    private: SigningKey
     jwk: dict[str, str]
     token_key: bytes
     retire_after: int | None
@@ -54,8 +69,8 @@ class _Key:
 def _key(seed: str, retire_after: int | None) -> _Key:
     if len(seed) < 32:
         raise ValueError("a signing seed must be at least 32 characters of randomness")
-    private = Ed25519PrivateKey.from_private_bytes(_derive(seed, _SIGNING_INFO))
-    x = _b64(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    private = SigningKey(_derive(seed, _SIGNING_INFO))  # the 32-byte Ed25519 seed
+    x = _b64(bytes(private.verify_key))
     thumbprint = _b64(hashlib.sha256(
         json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":")).encode()
     ).digest())
@@ -86,7 +101,7 @@ class Ed25519Keys:
                                 if k.retire_after is None or k.retire_after > now)]
 
     def sign(self, message: bytes) -> tuple[str, bytes]:
-        return self._active.kid, self._active.private.sign(message)
+        return self._active.kid, self._active.private.sign(message).signature
 
     def active_kid(self) -> str:
         return self._active.kid
