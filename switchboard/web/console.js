@@ -317,7 +317,7 @@ let presenceWatch = null; // the run channel's presence: is an agent on it right
 // "unknown" until the first members snapshot; then "online" (an agent member, `data` its
 // state), "gone" (none, though an agent worked on the unfinished run: it died or hung and
 // its member expired), "left" (none, the run is over) or "none" (no agent yet).
-let agentPresence = { state: "unknown", data: null, since: null };
+let agentPresence = { state: "unknown", data: null };
 let noAgentTimer = null;
 
 function loadSnapshot(runId) {
@@ -350,7 +350,7 @@ function notePresence(event) {
   else if (run.final) state = "left";
   else if (before === "online" || run.agentSeen) state = "gone";
   else state = "none";
-  agentPresence = { state, data: member?.data ?? null, since: state === before ? agentPresence.since : Date.now() };
+  agentPresence = { state, data: member?.data ?? null };
   if (state === "gone" && before === "online") {
     toast("The agent went away without finishing (its process stopped or hung). A restarted worker picks the run up where it stopped.", "info");
   }
@@ -383,7 +383,7 @@ function renderPresence() {
 
 function watchPresence(runId, openedRun) {
   presenceWatch?.close();
-  agentPresence = { state: "unknown", data: null, since: null };
+  agentPresence = { state: "unknown", data: null };
   renderPresence();
   presenceWatch = sb.channel(`runs:${runId}`).presence.subscribe({
     onEvent: (event) => { if (run === openedRun) notePresence(event); },

@@ -89,7 +89,9 @@ class WsClient:
             async for raw in self.connection:
                 frame = json.loads(raw)
                 ref = frame.get("ref")
-                if frame.get("type") == "message":
+                if self._keep(frame):
+                    pass
+                elif frame.get("type") == "message":
                     self.messages.append(frame)
                 elif ref is not None and ref in self._replies:
                     self._replies.pop(ref).set_result(frame)
@@ -98,6 +100,10 @@ class WsClient:
                 self._changed.set()
         except websockets.ConnectionClosed:
             pass
+
+    def _keep(self, frame: dict[str, Any]) -> bool:
+        """A subclass's own frames (before the message/reply/error sorting): True if kept."""
+        return False
 
     async def request(self, action: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
         import asyncio

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.e2e.conftest import WsClient
 from tests.support.devserver import DevServerProcess
@@ -44,25 +43,15 @@ def channel() -> str:
 class PresenceClient(WsClient):
     """A raw client that also keeps the ``members`` snapshots (frames without a ref)."""
 
-    snapshots: list[dict[str, Any]]
+    def __init__(self, connection: Any) -> None:
+        self.snapshots: list[dict[str, Any]] = []
+        super().__init__(connection)
 
-    async def _read(self) -> None:
-        self.snapshots = []
-        try:
-            async for raw in self.connection:
-                frame = json.loads(raw)
-                ref = frame.get("ref")
-                if frame.get("type") == "message":
-                    self.messages.append(frame)
-                elif frame.get("type") == "members":
-                    self.snapshots.append(frame)
-                elif ref is not None and ref in self._replies:
-                    self._replies.pop(ref).set_result(frame)
-                elif frame.get("type") == "error":
-                    self.errors.append(frame)
-                self._changed.set()
-        except websockets.ConnectionClosed:
-            pass
+    def _keep(self, frame: dict[str, Any]) -> bool:
+        if frame.get("type") != "members":
+            return False
+        self.snapshots.append(frame)
+        return True
 
 
 class Watcher:
